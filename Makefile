@@ -1,0 +1,43 @@
+# ragfence: `make run` for the demo, `make test` for the test suite.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+BIN := bin/ragfence
+ADDR ?= :8080
+
+# scripts/devdb.sh provisions PostgreSQL + pgvector (or checks DATABASE_URL)
+# and prints the two URLs; every target that needs a database goes through it.
+DBENV = eval "$$(scripts/devdb.sh --quiet)"
+
+.PHONY: run test db build vet unit generate check-generated clean help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+run: build ## provision the database, migrate, seed the demo and show it at work
+	@$(DBENV); \
+	$(BIN) migrate --db "$$DATABASE_URL"; \
+	$(BIN) demo --db "$$DATABASE_URL" --out ragfence-demo
+
+test: ## go vet and the whole test suite against a real PostgreSQL + pgvector
+	@$(DBENV); export DATABASE_URL RAGFENCE_TEST_DATABASE_URL; \
+	$(GO) vet ./... && \
+	$(GO) test -count=1 ./...
+
+db: ## provision PostgreSQL + pgvector and print the database URLs
+	@scripts/devdb.sh
+
+build: ## build bin/ragfence
+	$(GO) build -o $(BIN) ./cmd/ragfence
+
+vet:
+	$(GO) vet ./...
+
+generate: ## regenerate sqlc code (sqlc pinned in sqlc/tools.mod)
+	cd sqlc && $(GO) tool -modfile=tools.mod sqlc generate
+
+check-generated: generate ## fail if generated code is out of date
+	git diff --exit-code -- sqlc/store
+
+clean:
+	rm -rf bin ragfence-demo

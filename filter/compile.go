@@ -1,0 +1,278 @@
+package filter
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ragfence/ragfence/policy"
+)
+
+// Policy is a policy set compiled once, at load: every rule is a template
+// and a request only picks templates and binds values.
+type Policy struct {
+	set       *policy.Set
+	resources map[string]*resource
+}
+
+// resource is one compiled resource.
+type resource struct {
+	res    *policy.Resource
+	tenant template
+	allow  []rule
+	deny   []rule
+	masks  map[string]rule
+	agents map[string]*grant
+	cache  sync.Map // shapeKey -> *shape
+}
+
+type grant struct {
+	allow, deny []rule
+}
+
+// rule is one compiled rule and the attributes it needs.
+type rule struct {
+	src   *policy.Rule // nil for masks
+	name  string
+	tmpl  template
+	needs []string // "subject.x" / "context.x", sorted, unique
+}
+
+// Compile compiles every rule of set.
+func Compile(set *policy.Set) (*Policy, error) {
+	p := &Policy{set: set, resources: map[string]*resource{}}
+	for _, name := range set.Names {
+		r, err := compileResource(set.Resources[name], set)
+		if err != nil {
+			return nil, err
+		}
+		p.resources[name] = r
+	}
+	return p, nil
+}
+
+// Set returns the policy set p was compiled from.
+func (p *Policy) Set() *policy.Set { return p.set }
+
+// Version is the policy set's version (see policy.Set.Version).
+func (p *Policy) Version() string { return p.set.Version() }
+
+func compileResource(res *policy.Resource, set *policy.Set) (*resource, error) {
+	r := &resource{res: res, masks: map[string]rule{}, agents: map[string]*grant{}}
+	r.tenant = template{}.add(aliasPiece, "").text("."+quoteIdent(res.Tenant)+" = ").add(paramPiece, "subject.tenant").text("::text")
+	var err error
+	if r.allow, err = compileRules(res.Allow, res, set); err != nil {
+		return nil, err
+	}
+	if r.deny, err = compileRules(res.Deny, res, set); err != nil {
+		return nil, err
+	}
+	for _, m := range res.Masks {
+		t, err := compileCondition(m.Unless, res, set)
+		if err != nil {
+			return nil, err
+		}
+		r.masks[m.Column] = rule{name: "mask " + m.Column, tmpl: t, needs: needs(t)}
+	}
+	for id, g := range res.Agents {
+		cg := &grant{}
+		if cg.allow, err = compileRules(g.Allow, res, set); err != nil {
+			return nil, err
+		}
+		if cg.deny, err = compileRules(g.Deny, res, set); err != nil {
+			return nil, err
+		}
+		r.agents[id] = cg
+	}
+	return r, nil
+}
+
+func compileRules(rs []*policy.Rule, res *policy.Resource, set *policy.Set) ([]rule, error) {
+	out := make([]rule, 0, len(rs))
+	for _, src := range rs {
+		t, err := compileCondition(src.When, res, set)
+		if err != nil {
+			return nil, fmt.Errorf("filter: resource %s: rule %s: %w", res.Name, src.Name, err)
+		}
+		out = append(out, rule{src: src, name: src.Name, tmpl: t, needs: needs(t)})
+	}
+	return out, nil
+}
+
+func needs(t template) []string {
+	a := t.attrs()
+	sort.Strings(a)
+	return slices.Compact(a)
+}
+
+// Outcome is what a fragment decides before any row is read.
+type Outcome int
+
+const (
+	// Conditional: rows are visible where the fragment's SQL holds.
+	Conditional Outcome = iota
+	// AlwaysDenied: no row is visible; the fragment is FALSE.
+	AlwaysDenied
+)
+
+func (o Outcome) String() string {
+	if o == AlwaysDenied {
+		return "always-denied"
+	}
+	return "conditional"
+}
+
+// RuleState says what one rule does for a request.
+type RuleState struct {
+	Name   string `json:"name"`
+	Effect string `json:"effect"`          // allow or deny
+	Agent  string `json:"agent,omitempty"` // set for an agent grant's rules
+	// Active rules take part; an inactive rule lacks an attribute (Missing):
+	// an inactive allow grants nothing, an inactive deny denies every row.
+	Active  bool     `json:"active"`
+	Missing []string `json:"missing,omitempty"`
+}
+
+// shape is everything about a request that changes the fragment's SQL text:
+// the agent and which attributes are missing. Values never do.
+type shape struct {
+	outcome  Outcome
+	reason   string
+	tmpl     template
+	rules    []RuleState
+	masks    map[string]template // masked column -> CASE WHEN ... THEN col END
+	rendered sync.Map            // alias -> *rendered
+}
+
+type rendered struct {
+	sql   string   // with ? placeholders, literal ? doubled for squirrel
+	slots []string // the attribute each placeholder binds
+}
+
+// build assembles the shape for an agent (or "") and the missing attributes.
+func (r *resource) build(agent string, missing map[string]bool) *shape {
+	sh := &shape{masks: map[string]template{}}
+	allow, states := activeRules(r.allow, "", missing)
+	deny, denyStates, denyAll := denyRules(r.deny, "", missing)
+	sh.rules = append(states, denyStates...)
+	parts := []template{r.tenant, or(allow)}
+	if len(deny) > 0 {
+		parts = append(parts, not(or(deny)))
+	}
+	if agent != "" {
+		g := r.agents[agent]
+		gAllow, gStates := activeRules(g.allow, agent, missing)
+		gDeny, gDenyStates, gDenyAll := denyRules(g.deny, agent, missing)
+		sh.rules = append(append(sh.rules, gStates...), gDenyStates...)
+		parts = append(parts, or(gAllow))
+		if len(gDeny) > 0 {
+			parts = append(parts, not(or(gDeny)))
+		}
+		allow, denyAll = append(allow, gAllow...), denyAll || gDenyAll
+		if len(gAllow) == 0 {
+			sh.outcome, sh.reason = AlwaysDenied, fmt.Sprintf("no allow rule of agent %s applies", agent)
+		}
+	}
+	switch {
+	case denyAll:
+		sh.outcome, sh.reason = AlwaysDenied, "a deny rule lacks an attribute the request does not carry"
+	case len(allow) == 0 && sh.outcome != AlwaysDenied:
+		sh.outcome, sh.reason = AlwaysDenied, "no allow rule applies"
+	case missing["subject.tenant"]:
+		sh.outcome, sh.reason = AlwaysDenied, "the subject has no tenant"
+	}
+	if sh.outcome == AlwaysDenied {
+		sh.tmpl = template{}.text("FALSE")
+	} else {
+		sh.tmpl = and(parts)
+	}
+	for col, m := range r.masks {
+		cond := m.tmpl
+		if lacks(m.needs, missing) {
+			cond = template{}.text("FALSE") // keeps the column's type, unlike a bare NULL
+		}
+		sh.masks[col] = template{}.text("CASE WHEN ").join(cond).text(" THEN ").add(aliasPiece, "").text("." + quoteIdent(col) + " END")
+	}
+	return sh
+}
+
+func activeRules(rs []rule, agent string, missing map[string]bool) ([]template, []RuleState) {
+	var out []template
+	var states []RuleState
+	for _, r := range rs {
+		st := RuleState{Name: r.name, Effect: "allow", Agent: agent, Active: true, Missing: missingOf(r.needs, missing)}
+		if len(st.Missing) > 0 {
+			st.Active = false
+		} else {
+			out = append(out, r.tmpl)
+		}
+		states = append(states, st)
+	}
+	return out, states
+}
+
+func denyRules(rs []rule, agent string, missing map[string]bool) ([]template, []RuleState, bool) {
+	var out []template
+	var states []RuleState
+	all := false
+	for _, r := range rs {
+		st := RuleState{Name: r.name, Effect: "deny", Agent: agent, Active: true, Missing: missingOf(r.needs, missing)}
+		if len(st.Missing) > 0 {
+			st.Active, all = false, true
+		} else {
+			out = append(out, r.tmpl)
+		}
+		states = append(states, st)
+	}
+	return out, states, all
+}
+
+func missingOf(needs []string, missing map[string]bool) []string {
+	var out []string
+	for _, n := range needs {
+		if missing[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func lacks(needs []string, missing map[string]bool) bool { return len(missingOf(needs, missing)) > 0 }
+
+// or joins conditions with OR; no condition is FALSE, never an empty string.
+func or(ts []template) template {
+	if len(ts) == 0 {
+		return template{}.text("FALSE")
+	}
+	return joinWith(ts, " OR ")
+}
+
+func and(ts []template) template { return joinWith(ts, " AND ") }
+
+func not(t template) template { return template{}.text("NOT ").join(t) }
+
+func joinWith(ts []template, sep string) template {
+	out := template{}.text("(")
+	for i, t := range ts {
+		if i > 0 {
+			out = out.text(sep)
+		}
+		out = out.text("(").join(t).text(")")
+	}
+	return out.text(")")
+}
+
+// shapeKey identifies a shape in the cache.
+func shapeKey(agent string, missing map[string]bool) string {
+	if len(missing) == 0 {
+		return agent
+	}
+	names := make([]string, 0, len(missing))
+	for n := range missing {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return agent + "\x00" + strings.Join(names, ",")
+}

@@ -1,0 +1,215 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"sort"
+	"time"
+)
+
+// Subject is who a request acts for, as the authentication layer says.
+// Attributes beyond the built-in ones are typed by the policy's subject
+// schema (see Set.CheckSubject).
+type Subject struct {
+	ID         string         `json:"id"`
+	Tenant     string         `json:"tenant"`
+	Roles      []string       `json:"roles"`
+	Groups     []string       `json:"groups"`
+	Attributes map[string]any `json:"attributes,omitempty"`
+}
+
+// Context is what the server knows about a request; clients never set it.
+type Context struct {
+	Time time.Time  `json:"time"`
+	IP   netip.Addr `json:"ip"`
+}
+
+// ReadSubject reads a subject file ({"id", "tenant", "roles", "groups", "attributes"}).
+func ReadSubject(path string) (*Subject, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	var s Subject
+	if err := decodeStrict(b, &s); err != nil {
+		return nil, fmt.Errorf("subject %s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// ReadContext reads a context file ({"time": RFC 3339, "ip": address}).
+func ReadContext(path string) (Context, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Context{}, fmt.Errorf("context: %w", err)
+	}
+	var c Context
+	if err := decodeStrict(b, &c); err != nil {
+		return Context{}, fmt.Errorf("context %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	return nil
+}
+
+// CheckSubject converts s's attributes to the policy's declared types
+// (int64, bool, string, []string, time.Time), refusing a value of the wrong
+// type and an attribute the policy does not declare. A JSON null counts as
+// absent.
+func (set *Set) CheckSubject(s *Subject) (*Subject, error) {
+	out := *s
+	out.Attributes = make(map[string]any, len(s.Attributes))
+	names := make([]string, 0, len(s.Attributes))
+	for k := range s.Attributes {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		raw := s.Attributes[name]
+		typ, declared := set.Subject[name]
+		if _, builtin := builtinSubject[name]; builtin {
+			return nil, fmt.Errorf("subject attribute %q is a top-level field, not an attribute", name)
+		}
+		if !declared {
+			return nil, fmt.Errorf("subject attribute %q is not declared in the policy's subject.attributes", name)
+		}
+		if raw == nil {
+			continue
+		}
+		v, err := convert(raw, typ)
+		if err != nil {
+			return nil, fmt.Errorf("subject attribute %q: %w", name, err)
+		}
+		out.Attributes[name] = v
+	}
+	return &out, nil
+}
+
+func convert(raw any, typ Type) (any, error) {
+	switch typ {
+	case Text:
+		if s, ok := raw.(string); ok {
+			return s, nil
+		}
+	case Boolean:
+		if b, ok := raw.(bool); ok {
+			return b, nil
+		}
+	case Integer:
+		return toInt(raw)
+	case TextArray:
+		return toStrings(raw)
+	case Timestamptz:
+		if s, ok := raw.(string); ok {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return nil, fmt.Errorf("want an RFC 3339 time: %w", err)
+			}
+			return t, nil
+		}
+		if t, ok := raw.(time.Time); ok {
+			return t, nil
+		}
+	}
+	return nil, fmt.Errorf("want %s, got %T", typ, raw)
+}
+
+func toInt(raw any) (int64, error) {
+	switch x := raw.(type) {
+	case json.Number:
+		return x.Int64()
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int64(x), nil
+		}
+	case int:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case int64:
+		return x, nil
+	}
+	return 0, fmt.Errorf("want an integer, got %v", raw)
+}
+
+func toStrings(raw any) ([]string, error) {
+	switch x := raw.(type) {
+	case []string:
+		return x, nil
+	case []any:
+		out := make([]string, len(x))
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("want a list of strings, got %T in it", e)
+			}
+			out[i] = s
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("want a list of strings, got %T", raw)
+}
+
+// Attr returns a subject attribute's value and whether the request carries
+// it. Roles and groups are always carried (absent means none).
+func (s *Subject) Attr(name string) (any, bool) {
+	switch name {
+	case "id":
+		return s.ID, s.ID != ""
+	case "tenant":
+		return s.Tenant, s.Tenant != ""
+	case "roles":
+		return nonNil(s.Roles), true
+	case "groups":
+		return nonNil(s.Groups), true
+	}
+	v, ok := s.Attributes[name]
+	return v, ok && v != nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Attr returns a context attribute's value in loc and whether the request
+// carries it.
+func (c Context) Attr(name, agent string, loc *time.Location) (any, bool) {
+	switch name {
+	case "time":
+		return c.Time, !c.Time.IsZero()
+	case "hour":
+		return int64(c.Time.In(loc).Hour()), !c.Time.IsZero()
+	case "weekday":
+		return int64(c.Time.In(loc).Weekday()), !c.Time.IsZero()
+	case "ip":
+		return c.IP, c.IP.IsValid()
+	case "agent":
+		return agent, agent != ""
+	}
+	return nil, false
+}
+
+// AttrType returns the SQL type of subject.<name> or context.<name>.
+func (set *Set) AttrType(qualifier, name string) (Type, bool) {
+	if qualifier == "context" {
+		t, ok := contextAttrs[name]
+		return t, ok
+	}
+	t, ok := set.Subject[name]
+	return t, ok
+}
