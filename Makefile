@@ -20,7 +20,7 @@ run: build ## provision the database, migrate, seed the demo and show it at work
 	$(BIN) demo --db "$$DATABASE_URL" --out ragfence-demo
 
 test: ## go vet and the whole test suite against a real PostgreSQL + pgvector
-	@$(DBENV); export DATABASE_URL RAGFENCE_TEST_DATABASE_URL; \
+	@$(DBENV); export DATABASE_URL RAGFENCE_TEST_DATABASE_URL RAGFENCE_REQUIRE_DB=1; \
 	$(GO) vet ./... && \
 	$(GO) test -count=1 ./...
 

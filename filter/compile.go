@@ -26,6 +26,18 @@ type resource struct {
 	masks  map[string]rule
 	agents map[string]*grant
 	cache  sync.Map // shapeKey -> *shape
+	// attrs are the attributes any template of the resource binds; a
+	// rendered fragment's slots index into them.
+	attrs     []attrRef
+	attrIndex map[string]int
+}
+
+// attrRef is a subject or context attribute a template binds.
+type attrRef struct {
+	full    string // "subject.x" or "context.x"
+	name    string
+	context bool
+	typ     policy.Type
 }
 
 type grant struct {
@@ -61,7 +73,7 @@ func (p *Policy) Version() string { return p.set.Version() }
 
 func compileResource(res *policy.Resource, set *policy.Set) (*resource, error) {
 	r := &resource{res: res, masks: map[string]rule{}, agents: map[string]*grant{}}
-	r.tenant = template{}.add(aliasPiece, "").text("."+quoteIdent(res.Tenant)+" = ").add(paramPiece, "subject.tenant").text("::text")
+	r.tenant = template{}.add(aliasPiece, "").text("."+quoteIdent(res.Tenant)+" = ").add(paramPiece, "subject.tenant").text("::pg_catalog.text")
 	var err error
 	if r.allow, err = compileRules(res.Allow, res, set); err != nil {
 		return nil, err
@@ -86,7 +98,36 @@ func compileResource(res *policy.Resource, set *policy.Set) (*resource, error) {
 		}
 		r.agents[id] = cg
 	}
+	r.indexAttrs(set)
 	return r, nil
+}
+
+// indexAttrs collects the attributes every template of r binds.
+func (r *resource) indexAttrs(set *policy.Set) {
+	all := needs(r.tenant)
+	add := func(rs []rule) {
+		for _, x := range rs {
+			all = append(all, x.needs...)
+		}
+	}
+	add(r.allow)
+	add(r.deny)
+	for _, m := range r.masks {
+		all = append(all, m.needs...)
+	}
+	for _, g := range r.agents {
+		add(g.allow)
+		add(g.deny)
+	}
+	slices.Sort(all)
+	all = slices.Compact(all)
+	r.attrIndex = make(map[string]int, len(all))
+	for i, full := range all {
+		q, name, _ := strings.Cut(full, ".")
+		typ, _ := set.AttrType(q, name)
+		r.attrs = append(r.attrs, attrRef{full: full, name: name, context: q == "context", typ: typ})
+		r.attrIndex[full] = i
+	}
 }
 
 func compileRules(rs []*policy.Rule, res *policy.Resource, set *policy.Set) ([]rule, error) {
@@ -147,8 +188,8 @@ type shape struct {
 }
 
 type rendered struct {
-	sql   string   // with ? placeholders, literal ? doubled for squirrel
-	slots []string // the attribute each placeholder binds
+	sql   string // with ? placeholders, literal ? doubled for squirrel
+	slots []int  // the attribute (index into resource.attrs) each placeholder binds
 }
 
 // build assembles the shape for an agent (or "") and the missing attributes.

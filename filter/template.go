@@ -139,9 +139,16 @@ func (tr *transformer) param(attr string, typ policy.Type) *pg.Node {
 	return &pg.Node{Node: &pg.Node_TypeCast{TypeCast: &pg.TypeCast{Arg: p, TypeName: typeName(typ)}}}
 }
 
+// sqlTypes maps attribute types to the names PostgreSQL's grammar produces
+// for them: a bare "integer" in a TypeName deparses as the quoted identifier
+// "integer", a type that does not exist.
+var sqlTypes = map[string]string{
+	"text": "text", "integer": "int4", "boolean": "bool", "timestamptz": "timestamptz", "inet": "inet",
+}
+
 func typeName(t policy.Type) *pg.TypeName {
 	name, array := strings.CutSuffix(string(t), "[]")
-	tn := &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode(name)}}
+	tn := &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode("pg_catalog"), pg.MakeStrNode(sqlTypes[name])}}
 	if array {
 		tn.ArrayBounds = []*pg.Node{pg.MakeIntNode(-1)}
 	}

@@ -6,7 +6,10 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 	pgparser "github.com/pganalyze/pg_query_go/v5/parser"
@@ -66,12 +69,14 @@ func ParseCondition(text string, res *Resource, set *Set) (*Condition, error) {
 func readCondition(r *reader, n *yaml.Node, sc *scope) *Condition {
 	text := strings.TrimSpace(r.str(n, "condition", ""))
 	if n == nil || text == "" {
-		if n != nil {
-			r.errorf(n, CodeMissing, "empty condition")
-		}
-		return nil
+		return nil // r.str reported an empty one
 	}
 	at := func(offset int32) Pos { return r.offsetPos(n, text, int(offset)-len(conditionPrefix)) }
+	if i := strings.IndexByte(text, 0); i >= 0 {
+		// PostgreSQL's parser stops at a NUL, so the rest would be ignored.
+		r.errorAt(at(int32(len(conditionPrefix)+i)), CodeSyntax, "SQL syntax: a condition may not contain a NUL character")
+		return nil
+	}
 	tree, err := pg.Parse(conditionPrefix + text)
 	if err != nil {
 		r.errorAt(at(syntaxOffset(err)), CodeSyntax, "%s", syntaxMessage(err))
@@ -135,38 +140,168 @@ func syntaxMessage(err error) string {
 	return "SQL syntax: " + err.Error()
 }
 
-// offsetPos maps a byte offset inside a condition to its file position. For
-// plain and quoted one-line scalars it is exact; for block scalars it walks
-// the source lines, each contributing its text plus the folded newline.
+// offsetPos maps a byte offset inside a condition (the node's value with
+// surrounding space trimmed) to its file position. It walks the scalar's
+// source, so quotes, escapes, line folding and block indentation are
+// accounted for; columns count characters, as yaml.v3's do.
 func (r *reader) offsetPos(n *yaml.Node, text string, offset int) Pos {
 	offset = max(0, min(offset, len(text)))
-	p := r.pos(n)
+	offset += len(n.Value) - len(strings.TrimLeftFunc(n.Value, unicode.IsSpace))
 	switch n.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
-		return r.blockPos(n, offset)
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		p.Col += 1 + offset
-	default:
-		p.Col += offset
+		if p, ok := r.blockPos(n, offset); ok {
+			return p
+		}
+	case 0, yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		if p, ok := r.flowPos(n, offset); ok {
+			return p
+		}
 	}
+	p := r.pos(n)
+	p.Col += offset
 	return p
 }
 
-func (r *reader) blockPos(n *yaml.Node, offset int) Pos {
-	p := r.pos(n)
-	for i := n.Line; i < len(r.lines); i++ { // content starts on the line after the indicator
-		line := r.lines[i]
-		trimmed := strings.TrimLeft(line, " ")
-		if trimmed == "" {
-			continue
-		}
-		indent := len(line) - len(trimmed)
-		if offset <= len(trimmed) {
-			return Pos{File: p.File, Line: i + 1, Col: indent + offset + 1}
-		}
-		offset -= len(trimmed) + 1
+// flowPos walks a plain or quoted scalar from its first character. A line
+// break with the space around it folds into one space, or into a newline per
+// blank line; an escape or a doubled quote is one character of the value.
+func (r *reader) flowPos(n *yaml.Node, offset int) (Pos, bool) {
+	li := n.Line - 1
+	if li < 0 || li >= len(r.lines) {
+		return Pos{}, false
 	}
-	return p
+	line := strings.TrimRight(r.lines[li], "\r")
+	bi := byteIndex(line, n.Column-1)
+	var quote byte
+	switch n.Style {
+	case yaml.DoubleQuotedStyle:
+		quote = '"'
+	case yaml.SingleQuotedStyle:
+		quote = '\''
+	}
+	if quote != 0 {
+		bi++
+	}
+	at := func() (Pos, bool) {
+		return Pos{File: r.file, Line: li + 1, Col: utf8.RuneCountInString(line[:min(bi, len(line))]) + 1}, true
+	}
+	for v := 0; ; {
+		end := len(strings.TrimRight(line, " \t"))
+		joined := false // an escaped line break folds into nothing
+		for bi < end && v < offset {
+			switch c := line[bi]; {
+			case quote == '\'' && c == '\'' && bi+1 < len(line) && line[bi+1] == '\'':
+				bi, v = bi+2, v+1
+			case quote != 0 && c == quote:
+				return at() // the closing quote
+			case quote == '"' && c == '\\' && bi+1 >= end:
+				bi, joined = end, true
+			case quote == '"' && c == '\\':
+				src, val := escapeLen(line[bi+1:])
+				bi, v = bi+1+src, v+val
+			default:
+				bi, v = bi+1, v+1
+			}
+		}
+		if v >= offset {
+			return at()
+		}
+		next := li + 1
+		for next < len(r.lines) && strings.TrimSpace(r.lines[next]) == "" {
+			next++
+		}
+		fold := next - li - 1
+		if fold == 0 && !joined {
+			fold = 1
+		}
+		if next >= len(r.lines) || v+fold > offset {
+			return at()
+		}
+		v += fold
+		li = next
+		line = strings.TrimRight(r.lines[li], "\r")
+		bi = len(line) - len(strings.TrimLeft(line, " \t"))
+	}
+}
+
+// escapeLen returns how many source bytes follow the backslash of a
+// double-quoted escape and how many bytes of the value it stands for.
+func escapeLen(s string) (src, val int) {
+	if s == "" {
+		return 0, 1
+	}
+	digits := map[byte]int{'x': 2, 'u': 4, 'U': 8}[s[0]]
+	if digits > 0 && len(s) > digits {
+		if code, err := strconv.ParseUint(s[1:1+digits], 16, 32); err == nil {
+			return 1 + digits, max(1, utf8.RuneLen(rune(code)))
+		}
+	}
+	switch s[0] {
+	case 'N', '_':
+		return 1, 2
+	case 'L', 'P':
+		return 1, 3
+	}
+	return 1, 1
+}
+
+// blockPos walks a literal or folded block scalar's lines. Its indentation
+// is its first content line's, less the spaces the value keeps of it.
+func (r *reader) blockPos(n *yaml.Node, offset int) (Pos, bool) {
+	blank := func(i int) bool { return strings.TrimSpace(r.lines[i]) == "" }
+	indentOf := func(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }
+	li := n.Line // content starts on the line after the indicator
+	for li < len(r.lines) && blank(li) {
+		li++
+	}
+	if li >= len(r.lines) {
+		return Pos{}, false
+	}
+	v := li - n.Line // each leading blank line is a newline of the value
+	kept := strings.TrimLeft(n.Value, "\n")
+	indent := indentOf(r.lines[li]) - (len(kept) - len(strings.TrimLeft(kept, " ")))
+	if indent < 0 {
+		return Pos{}, false
+	}
+	moreIndented := func(s string) bool { return s != "" && (s[0] == ' ' || s[0] == '\t') }
+	for {
+		line := strings.TrimRight(r.lines[li], "\r")
+		content := line[indent:]
+		at := func(i int) (Pos, bool) {
+			return Pos{File: r.file, Line: li + 1, Col: utf8.RuneCountInString(line[:indent+i]) + 1}, true
+		}
+		if offset <= v+len(content) {
+			return at(offset - v)
+		}
+		v += len(content)
+		next := li + 1
+		for next < len(r.lines) && blank(next) {
+			next++
+		}
+		if next >= len(r.lines) || indentOf(r.lines[next]) < indent {
+			return at(len(content))
+		}
+		breaks := next - li
+		if n.Style == yaml.FoldedStyle && breaks > 1 && !moreIndented(content) && !moreIndented(r.lines[next][indent:]) {
+			breaks-- // "a\n\nb" folds to "a\nb", and "a\nb" to "a b"
+		}
+		if offset < v+breaks {
+			return at(len(content))
+		}
+		v += breaks
+		li = next
+	}
+}
+
+// byteIndex returns the byte offset of the col'th character (0-based) of s.
+func byteIndex(s string, col int) int {
+	for i := range s {
+		if col == 0 {
+			return i
+		}
+		col--
+	}
+	return len(s)
 }
 
 func hintFor(name string, candidates []string) string { return suggest.Hint(name, candidates) }
@@ -245,7 +380,10 @@ func (v *validator) aExpr(e *pg.A_Expr, rels relScope) {
 		v.report(e.Location, CodeForbidden, "this kind of expression (%s) is not allowed in a policy condition", strings.TrimPrefix(e.Kind.String(), "AEXPR_"))
 		return
 	}
-	if op, ok := operatorName(e.Name); !ok {
+	between := e.Kind >= pg.A_Expr_Kind_AEXPR_BETWEEN && e.Kind <= pg.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM
+	if op, ok := operatorName(e.Name); between {
+		// The grammar names BETWEEN itself; its comparisons are built in.
+	} else if !ok {
 		v.report(e.Location, CodeForbidden, "schema-qualified operators are not allowed")
 	} else if !allowedOperators[op] {
 		v.report(e.Location, CodeForbidden, "operator %s is not allowed in a policy condition", op)
@@ -270,8 +408,16 @@ func (v *validator) typeName(t *pg.TypeName) {
 		parts = append(parts, n.GetString_().Sval)
 	}
 	name := parts[len(parts)-1]
-	if len(parts) > 2 || (len(parts) == 2 && parts[0] != "pg_catalog") || !allowedTypes[name] {
+	if len(parts) > 2 || (len(parts) == 2 && parts[0] != "pg_catalog") || !allowedTypes[name] || t.Setof || t.PctType {
 		v.report(t.Location, CodeForbidden, "cast to %s is not allowed: cast to a built-in type such as text, integer, numeric, boolean, timestamptz, inet or jsonb", strings.Join(parts, "."))
+		return
+	}
+	for _, m := range t.Typmods {
+		// The grammar takes any expression here; PostgreSQL wants integers.
+		if c := m.GetAConst(); c == nil || c.GetIval() == nil {
+			v.report(location(m), CodeForbidden, "a type modifier must be an integer constant, as in numeric(10, 2)")
+			return
+		}
 	}
 }
 
@@ -337,7 +483,9 @@ func (v *validator) qualified(q, name string, loc int32, rels relScope) {
 		v.column(name, loc)
 	case rels[q] != nil:
 		rel := rels[q]
-		if rel.Columns != nil && !slices.Contains(rel.Columns, name) {
+		if systemColumns[name] {
+			v.report(loc, CodeForbidden, "system column %s.%s is not allowed in a policy condition", q, name)
+		} else if rel.Columns != nil && !slices.Contains(rel.Columns, name) {
 			v.report(loc, CodeUnknownName, "relation %s has no column %q%s", rel.Name, name, hintFor(name, rel.Columns))
 		}
 	default:
@@ -346,7 +494,15 @@ func (v *validator) qualified(q, name string, loc int32, rels relScope) {
 	}
 }
 
+// systemColumns are in every table but hold no data a policy may decide on;
+// without a columns list they would pass to PostgreSQL unchecked.
+var systemColumns = map[string]bool{"ctid": true, "xmin": true, "xmax": true, "cmin": true, "cmax": true, "tableoid": true}
+
 func (v *validator) column(name string, loc int32) {
+	if systemColumns[name] {
+		v.report(loc, CodeForbidden, "system column %s is not allowed in a policy condition", name)
+		return
+	}
 	if v.sc.columns != nil && !v.sc.columns[name] {
 		v.report(loc, CodeUnknownName, "%s has no column %q%s", v.sc.res.Table, name, hintFor(name, v.sc.res.Columns))
 		return
@@ -376,8 +532,12 @@ func (v *validator) subLink(s *pg.SubLink, rels relScope) {
 	for k, r := range rels {
 		inner[k] = r
 	}
+	ok := true
 	for _, from := range sel.FromClause {
-		v.fromItem(from, inner)
+		ok = v.fromItem(from, inner) && ok
+	}
+	if !ok {
+		return // the body's names would only repeat the FROM error
 	}
 	for _, t := range sel.TargetList {
 		if rt := t.GetResTarget(); rt != nil {
@@ -389,28 +549,35 @@ func (v *validator) subLink(s *pg.SubLink, rels relScope) {
 	v.expr(sel.WhereClause, inner)
 }
 
-func (v *validator) fromItem(n *pg.Node, rels relScope) {
+func (v *validator) fromItem(n *pg.Node, rels relScope) bool {
 	rv := n.GetRangeVar()
 	if rv == nil {
 		v.report(location(n), CodeForbidden, "FROM inside EXISTS may only list declared relations (no joins, functions or subqueries)")
-		return
+		return false
 	}
 	rel := v.sc.res.Relations[rv.Relname]
 	if rv.Schemaname != "" || rel == nil {
 		v.report(rv.Location, CodeUnknownName, "%q is not a declared relation of resource %s%s; declare it under relations",
 			rv.Relname, v.sc.res.Name, hintFor(rv.Relname, keys(v.sc.res.Relations)))
-		return
+		return false
 	}
 	alias := rel.Name
 	if rv.Alias != nil {
 		alias = rv.Alias.Aliasname
+		if len(rv.Alias.Colnames) > 0 {
+			// The filter replaces the FROM item, so renamed columns would
+			// silently refer to the relation's own columns.
+			v.report(rv.Location, CodeForbidden, "column aliases are not allowed: write %s %s and use its column names", rv.Relname, alias)
+			return false
+		}
 	}
 	if reservedQualifier(alias, v.sc.res) || rels[alias] != nil {
 		v.report(rv.Location, CodeInvalid, "alias %q is taken: choose another", alias)
-		return
+		return false
 	}
 	rels[alias] = rel
 	v.cond.Relations = append(v.cond.Relations, rel.Name)
+	return true
 }
 
 func keys[V any](m map[string]V) []string {

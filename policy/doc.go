@@ -60,7 +60,8 @@
 //     (chunks.owner_id); with a database or a columns list, names are checked;
 //   - subject.id, subject.tenant, subject.roles, subject.groups and the
 //     declared subject attributes; context.time, context.hour, context.weekday
-//     (0 = Sunday), context.ip and context.agent;
+//     (0 = Sunday), context.ip (an IPv4-mapped IPv6 address counts as its IPv4
+//     address) and context.agent;
 //   - literals, comparisons, AND/OR/NOT, IN, BETWEEN, LIKE/ILIKE, IS [NOT]
 //     NULL, IS [NOT] DISTINCT FROM, ANY/ALL, array operators (&&, @>, <@),
 //     jsonb operators (->, ->>, @>, ?, ?|, ?&), arithmetic, CASE, COALESCE,

@@ -68,6 +68,11 @@ func checkNamedColumns(r *reader, f map[string]*yaml.Node, res *Resource) {
 		if col == "" || slices.Contains(res.Columns, col) {
 			continue
 		}
+		// Content, embedding and metadata matter only to the retriever; a
+		// table used for filtering alone need not have them.
+		if k != "tenant" && k != "id" && f[k] == nil {
+			continue
+		}
 		at := f[k]
 		if at == nil {
 			at = f["columns"]

@@ -97,6 +97,11 @@ func (set *Set) CheckSubject(s *Subject) (*Subject, error) {
 	return &out, nil
 }
 
+// ConvertAttr converts a subject attribute's value, as JSON decoding or an
+// authentication layer produced it, to the Go type ragfence binds for typ:
+// string, bool, int64, []string or time.Time.
+func ConvertAttr(raw any, typ Type) (any, error) { return convert(raw, typ) }
+
 func convert(raw any, typ Type) (any, error) {
 	switch typ {
 	case Text:
@@ -108,7 +113,11 @@ func convert(raw any, typ Type) (any, error) {
 			return b, nil
 		}
 	case Integer:
-		return toInt(raw)
+		n, err := toInt(raw)
+		if err == nil && (n < math.MinInt32 || n > math.MaxInt32) {
+			return nil, fmt.Errorf("%d is out of range for integer (32-bit)", n)
+		}
+		return n, err
 	case TextArray:
 		return toStrings(raw)
 	case Timestamptz:
@@ -197,7 +206,9 @@ func (c Context) Attr(name, agent string, loc *time.Location) (any, bool) {
 	case "weekday":
 		return int64(c.Time.In(loc).Weekday()), !c.Time.IsZero()
 	case "ip":
-		return c.IP, c.IP.IsValid()
+		// Dual-stack listeners report IPv4 clients as ::ffff:a.b.c.d; policies
+		// written against IPv4 networks must still match them.
+		return c.IP.Unmap(), c.IP.IsValid()
 	case "agent":
 		return agent, agent != ""
 	}

@@ -88,6 +88,10 @@ func (r *reader) str(n *yaml.Node, what, def string) string {
 		r.errorf(n, CodeInvalid, "%s must be a string", what)
 		return def
 	}
+	if strings.TrimSpace(n.Value) == "" {
+		r.errorf(n, CodeInvalid, "%s must not be empty", what)
+		return def
+	}
 	return n.Value
 }
 

@@ -35,19 +35,29 @@ func parseDB(dsn string) (*pgx.ConnConfig, error) {
 
 // connect opens one connection with pgvector's types registered.
 func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	cfg, err := parseDB(dsn)
+	conn, cfg, err := connectPlain(ctx, dsn)
 	if err != nil {
 		return nil, err
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, explainConnect(cfg, err)
 	}
 	if err := pgxvec.RegisterTypes(ctx, conn); err != nil {
 		conn.Close(ctx)
 		return nil, fmt.Errorf("the pgvector extension is not installed in database %q: run `make db`, or CREATE EXTENSION vector as a superuser (%w)", cfg.Database, err)
 	}
 	return conn, nil
+}
+
+// connectPlain opens one connection without requiring pgvector, for
+// commands that work on any PostgreSQL database (policy check and test).
+func connectPlain(ctx context.Context, dsn string) (*pgx.Conn, *pgx.ConnConfig, error) {
+	cfg, err := parseDB(dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, explainConnect(cfg, err)
+	}
+	return conn, cfg, nil
 }
 
 // explainConnect turns pgx's connection error into one line that names the

@@ -52,6 +52,6 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "demo: wrote %s, %d subject files and %d example requests under %s\n", files.Policy, len(files.Subjects), len(files.Requests), files.Dir)
-	printDemoCommands(out, files)
+	printDemoCommands(out, *db, files)
 	return nil
 }

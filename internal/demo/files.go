@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/ragfence/ragfence/policy/schema"
 )
 
 // Policy is the demo knowledge base's policy file.
@@ -47,6 +49,10 @@ func WriteFiles(dir string, d *Dataset) (Files, error) {
 		}
 	}
 	if err := os.WriteFile(f.Policy, Policy, 0o644); err != nil {
+		return f, fmt.Errorf("demo: %w", err)
+	}
+	// The policy's first line points editors at this schema.
+	if err := os.WriteFile(filepath.Join(dir, "policy.schema.json"), schema.Policy, 0o644); err != nil {
 		return f, fmt.Errorf("demo: %w", err)
 	}
 	for _, u := range d.Users {

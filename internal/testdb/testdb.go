@@ -4,7 +4,7 @@
 //
 // The server comes from RAGFENCE_TEST_DATABASE_URL (make test sets it; see
 // scripts/devdb.sh). When it is unreachable a test is skipped with a message
-// that says how to provide one, except under CI=true, where it fails: the
+// that says how to provide one, except under CI=true or RAGFENCE_REQUIRE_DB=1, where it fails: the
 // integration tests are never skipped silently in CI.
 package testdb
 
@@ -27,6 +27,10 @@ import (
 // EnvURL names the environment variable holding the test server's URL.
 const EnvURL = "RAGFENCE_TEST_DATABASE_URL"
 
+// EnvRequire, set to 1 (make test does), turns a missing database into a
+// failure outside CI too.
+const EnvRequire = "RAGFENCE_REQUIRE_DB"
+
 // DefaultURL is used when EnvURL is unset: the database scripts/devdb.sh creates.
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/ragfence_test?sslmode=disable"
 
@@ -40,7 +44,7 @@ func URL(t testing.TB) string {
 	}
 	if err := reachable(base); err != nil {
 		msg := fmt.Sprintf("test database unreachable (%v): run `make db` or set %s", err, EnvURL)
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") == "true" || os.Getenv(EnvRequire) == "1" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)

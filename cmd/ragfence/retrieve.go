@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/ragfence/ragfence/retriever"
+)
+
+func init() {
+	register("retrieve", "run one retrieval as a subject: the k nearest chunks it may see", runRetrieve)
+}
+
+func runRetrieve(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := newFlags("retrieve", "retrieve --db URL --policy PATH --subject FILE --request FILE [--agent ID] [--context FILE] [--json]", out)
+	db := dbFlag(fs)
+	var paths multiFlag
+	fs.Var(&paths, "policy", "policy file or folder (repeatable)")
+	subjectFile := fs.String("subject", "", "subject JSON file")
+	requestFile := fs.String("request", "", `request JSON file, as POST /v1/retrieve takes it: {"collection", "embedding", "k"}`)
+	agent := fs.String("agent", "", "the AI agent acting for the subject")
+	contextFile := fs.String("context", "", "context JSON file (default: now, no IP)")
+	asJSON := fs.Bool("json", false, "print the results as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(paths) == 0 || *subjectFile == "" || *requestFile == "" {
+		return usagef("--policy, --subject and --request are required")
+	}
+	q, err := readQuery(*requestFile)
+	if err != nil {
+		return err
+	}
+	set, err := loadPolicy(errOut, paths...)
+	if err != nil {
+		return err
+	}
+	p, req, err := explainRequest(set, *subjectFile, *contextFile, *agent, "")
+	if err != nil {
+		return err
+	}
+	conn, err := connect(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	results, frag, err := retriever.Search(ctx, conn, p, req, q)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"results": results, "policy_version": p.Version(), "outcome": frag.Outcome.String()})
+	}
+	who := req.Subject.ID + " (tenant " + req.Subject.Tenant + ")"
+	if req.Agent != "" {
+		who = "agent " + req.Agent + " for " + who
+	}
+	fmt.Fprintf(out, "%d result(s) for %s, %s, k=%d\n", len(results), who, q.Resource, q.K)
+	for _, r := range results {
+		fmt.Fprintf(out, "  %-8s %.4f  %s\n", r.ID, r.Score, excerpt(r.Content, 70))
+	}
+	return nil
+}
+
+func readQuery(path string) (retriever.Query, error) {
+	var q retriever.Query
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return q, err
+	}
+	if err := json.Unmarshal(b, &q); err != nil {
+		return q, fmt.Errorf("%s: invalid request JSON: %w", path, err)
+	}
+	if q.K == 0 {
+		q.K = 10
+	}
+	return q, nil
+}
+
+func excerpt(s *string, n int) string {
+	if s == nil {
+		return "(masked)"
+	}
+	t := strings.Join(strings.Fields(*s), " ")
+	if len(t) > n {
+		return t[:n-3] + "..."
+	}
+	return t
+}
