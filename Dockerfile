@@ -11,7 +11,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* && useradd --system --home /var/lib/ragfence ragfence \
-    && mkdir -p /var/lib/ragfence && chown ragfence /var/lib/ragfence
+    && mkdir -p /var/lib/ragfence/demo && chown -R ragfence /var/lib/ragfence
 COPY --from=build /out/ragfence /usr/local/bin/ragfence
 USER ragfence
 WORKDIR /var/lib/ragfence

@@ -14,10 +14,13 @@ DBENV = eval "$$(scripts/devdb.sh --quiet)"
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-run: build ## provision the database, migrate, seed the demo and show it at work
+run: build ## provision the database, migrate, seed the demo, serve on :8080 and print example calls
 	@$(DBENV); \
 	$(BIN) migrate --db "$$DATABASE_URL"; \
-	$(BIN) demo --db "$$DATABASE_URL" --out ragfence-demo
+	$(BIN) demo --db "$$DATABASE_URL" --out ragfence-demo --url http://localhost$(ADDR); \
+	echo; echo "Serving on $(ADDR); Ctrl-C stops."; \
+	exec $(BIN) serve --db "$$DATABASE_URL" --policy ragfence-demo/policy.yaml \
+		--jwt-secret-file ragfence-demo/jwt-secret --addr $(ADDR)
 
 test: ## go vet and the whole test suite against a real PostgreSQL + pgvector
 	@$(DBENV); export DATABASE_URL RAGFENCE_TEST_DATABASE_URL RAGFENCE_REQUIRE_DB=1; \

@@ -79,7 +79,7 @@ func readCondition(r *reader, n *yaml.Node, sc *scope) *Condition {
 	}
 	tree, err := pg.Parse(conditionPrefix + text)
 	if err != nil {
-		r.errorAt(at(syntaxOffset(err)), CodeSyntax, "%s", syntaxMessage(err))
+		r.errorAt(at(syntaxOffset(err, conditionPrefix+text)), CodeSyntax, "%s", syntaxMessage(err))
 		return nil
 	}
 	expr, ok := singleExpr(tree)
@@ -124,10 +124,11 @@ func singleExpr(tree *pg.ParseResult) (*pg.Node, bool) {
 	return rt.Val, true
 }
 
-func syntaxOffset(err error) int32 {
+func syntaxOffset(err error, query string) int32 {
 	var perr *pgparser.Error
 	if errors.As(err, &perr) && perr.Cursorpos > 0 {
-		return int32(perr.Cursorpos - 1)
+		// PostgreSQL counts characters here, where node locations count bytes.
+		return int32(byteIndex(query, perr.Cursorpos-1))
 	}
 	return int32(len(conditionPrefix))
 }

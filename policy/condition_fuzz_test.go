@@ -11,6 +11,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"gopkg.in/yaml.v3"
 
 	"github.com/ragfence/ragfence/policy"
 )
@@ -191,6 +192,7 @@ var rejectedSeeds = []string{
 	`true UNION SELECT false`,
 	`true) OR (true`,
 	`source = 'x' /* unterminated`,
+	`source = 'äöü' OR OR true`,
 	"source = 'a'\x00",
 	"\ufeffsource = 'a'",
 	`"` + strings.Repeat("a", 70) + `" = 1`,
@@ -209,7 +211,7 @@ func loadFuzzSet(t testing.TB) *policy.Set {
 }
 
 func FuzzCondition(f *testing.F) {
-	for _, s := range append(acceptedSeeds, rejectedSeeds...) {
+	for _, s := range slices.Concat(acceptedSeeds, rejectedSeeds) {
 		f.Add(s)
 	}
 	set := loadFuzzSet(f)
@@ -217,10 +219,11 @@ func FuzzCondition(f *testing.F) {
 		for _, name := range set.Names {
 			checkCondition(t, text, set.Resources[name], set)
 		}
+		checkInPolicy(t, text, set)
 	})
 }
 
-// TestConditionSeeds runs the seeds in every ` + "`go test`" + `, so a validator
+// TestConditionSeeds runs the seeds in every go test run, so a validator
 // change that lets a rejected one through, or starts refusing an accepted
 // one, fails without a fuzzing run.
 func TestConditionSeeds(t *testing.T) {
@@ -236,10 +239,11 @@ func TestConditionSeeds(t *testing.T) {
 			t.Errorf("%q accepted", s)
 		}
 	}
-	for _, s := range append(acceptedSeeds, rejectedSeeds...) {
+	for _, s := range slices.Concat(acceptedSeeds, rejectedSeeds) {
 		for _, name := range set.Names {
 			checkCondition(t, s, set.Resources[name], set)
 		}
+		checkInPolicy(t, s, set)
 	}
 }
 
@@ -296,6 +300,92 @@ func checkCondition(t *testing.T, text string, res *policy.Resource, set *policy
 		!slices.Equal(again.Columns, c.Columns) || !slices.Equal(again.Relations, c.Relations) {
 		t.Fatalf("%s: %q and its deparsed form %q use different names", res.Name, text, sql)
 	}
+}
+
+// checkInPolicy writes the condition into the fuzz policy as a rule of
+// chunks, in every YAML scalar style, and checks that loading the file
+// judges it as ParseCondition does, with its errors inside the scalar.
+func checkInPolicy(t *testing.T, text string, set *policy.Set) {
+	t.Helper()
+	_, condErr := policy.ParseCondition(text, set.Resources["chunks"], set)
+	var want []string
+	var list policy.ErrorList
+	if errors.As(condErr, &list) {
+		for _, e := range list {
+			want = append(want, e.Code+": "+e.Msg)
+		}
+	}
+	sort.Strings(want)
+	for _, style := range []yaml.Style{0, yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle, yaml.LiteralStyle, yaml.FoldedStyle} {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(fuzzPolicy), &doc); err != nil {
+			t.Fatal(err)
+		}
+		allow := yamlPath(&doc, "resources", "chunks", "allow")
+		allow.Content = append(allow.Content, &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+			{Kind: yaml.ScalarNode, Value: "name"}, {Kind: yaml.ScalarNode, Value: "fuzzed"},
+			{Kind: yaml.ScalarNode, Value: "when"}, {Kind: yaml.ScalarNode, Tag: "!!str", Value: text, Style: style},
+		}})
+		data, err := yaml.Marshal(&doc)
+		if err != nil {
+			return // not representable in YAML
+		}
+		var back yaml.Node
+		if yaml.Unmarshal(data, &back) != nil {
+			// yaml.v3's encoder writes some block scalars it cannot read
+			// back (" 0" as "|4-" with the wrong indentation): not ours.
+			continue
+		}
+		rules := yamlPath(&back, "resources", "chunks", "allow")
+		when := yamlPath(rules.Content[len(rules.Content)-1], "when")
+		if when.Value != text || when.Tag != "!!str" {
+			continue // the encoder changed the text (invalid UTF-8, a tag)
+		}
+		end := yamlKey(yamlPath(&back, "resources"), "docs").Line
+		_, err = policy.Parse(policy.Source{Name: "y.yaml", Data: data})
+		var got []string
+		if errors.As(err, &list) {
+			for _, e := range list {
+				if e.Resource != "chunks" || e.Rule != "fuzzed" {
+					t.Fatalf("style %v: an error outside the fuzzed rule: %v\n%s", style, e, data)
+				}
+				if e.Line < when.Line || e.Line >= end || e.Col < 1 {
+					t.Fatalf("style %v: %v is outside the condition, lines %d-%d:\n%s", style, e, when.Line, end-1, data)
+				}
+				got = append(got, e.Code+": "+e.Msg)
+			}
+		} else if err != nil {
+			t.Fatalf("style %v: %v", style, err)
+		}
+		sort.Strings(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("style %v: loading reports %q, ParseCondition %q:\n%s", style, got, want, data)
+		}
+	}
+}
+
+func yamlPath(n *yaml.Node, keys ...string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode {
+		n = n.Content[0]
+	}
+	for _, k := range keys {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				n = n.Content[i+1]
+				break
+			}
+		}
+	}
+	return n
+}
+
+func yamlKey(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i]
+		}
+	}
+	return nil
 }
 
 var errorCodes = []string{policy.CodeMissing, policy.CodeSyntax, policy.CodeForbidden, policy.CodeUnknownName, policy.CodeInvalid}

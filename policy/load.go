@@ -184,9 +184,10 @@ func readContext(r *reader, n *yaml.Node, set *Set) {
 
 func readUnfiltered(r *reader, n *yaml.Node) []string {
 	var out []string
-	for i, t := range r.strList(n, "unfiltered") {
+	list, nodes := r.strListNodes(n, "unfiltered")
+	for i, t := range list {
 		if !validIdent(t, true) {
-			r.errorf(n.Content[i], CodeInvalid, "unfiltered table %q must be a lower-case SQL name, optionally schema-qualified", t)
+			r.errorf(nodes[i], CodeInvalid, "unfiltered table %q must be a lower-case SQL name, optionally schema-qualified", t)
 			continue
 		}
 		out = append(out, t)

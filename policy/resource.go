@@ -83,16 +83,16 @@ func checkNamedColumns(r *reader, f map[string]*yaml.Node, res *Resource) {
 
 // readFilterable accepts column names and metadata.<key> paths.
 func readFilterable(r *reader, n *yaml.Node, res *Resource) []string {
-	list := r.strList(n, "filterable")
+	list, nodes := r.strListNodes(n, "filterable")
 	for i, f := range list {
 		col, key, isPath := strings.Cut(f, ".")
 		switch {
 		case isPath && col != res.Metadata:
-			r.errorf(n.Content[i], CodeInvalid, "filterable %q: only keys of the metadata column %q may be dotted paths", f, res.Metadata)
+			r.errorf(nodes[i], CodeInvalid, "filterable %q: only keys of the metadata column %q may be dotted paths", f, res.Metadata)
 		case isPath && key == "":
-			r.errorf(n.Content[i], CodeInvalid, "filterable %q: missing the key after the dot", f)
+			r.errorf(nodes[i], CodeInvalid, "filterable %q: missing the key after the dot", f)
 		case !isPath && res.Columns != nil && !slices.Contains(res.Columns, col):
-			r.errorf(n.Content[i], CodeUnknownName, "filterable column %q is not in the resource's columns%s", col, hintFor(col, res.Columns))
+			r.errorf(nodes[i], CodeUnknownName, "filterable column %q is not in the resource's columns%s", col, hintFor(col, res.Columns))
 		}
 	}
 	return list
@@ -170,7 +170,7 @@ func readMasks(r *reader, n *yaml.Node, sc *scope) []*Mask {
 		if m.Column != "" && sc.columns != nil && !sc.columns[m.Column] {
 			r.errorf(f["column"], CodeUnknownName, "mask column %q is not a column of %s%s", m.Column, sc.res.Table, hintFor(m.Column, sc.res.Columns))
 		}
-		if m.Column == sc.res.Tenant || m.Column == sc.res.ID {
+		if m.Column != "" && (m.Column == sc.res.Tenant || m.Column == sc.res.ID) {
 			r.errorf(f["column"], CodeInvalid, "the %s column %q cannot be masked", map[bool]string{true: "tenant", false: "id"}[m.Column == sc.res.Tenant], m.Column)
 		}
 		r.rule = "mask " + m.Column

@@ -3,12 +3,19 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/netip"
 	"os"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/ragfence/ragfence/internal/suggest"
 )
 
 // Subject is who a request acts for, as the authentication layer says.
@@ -54,7 +61,16 @@ func ReadContext(path string) (Context, error) {
 	return c, nil
 }
 
+// decodeStrict decodes one JSON object into v, refusing what encoding/json
+// lets through: keys that match a field only case-insensitively, duplicate
+// keys, unknown keys, null, and anything after the object.
 func decodeStrict(b []byte, v any) error {
+	if err := checkKeys(b, jsonFields(v)); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return errors.New("invalid JSON: unexpected end of input")
+		}
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -62,6 +78,55 @@ func decodeStrict(b []byte, v any) error {
 		return fmt.Errorf("invalid JSON: %w", err)
 	}
 	return nil
+}
+
+// checkKeys walks the top-level object's keys.
+func checkKeys(b []byte, allowed []string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil && err != io.EOF {
+		return err
+	}
+	if tok != json.Delim('{') {
+		return errors.New("want a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		if !slices.Contains(allowed, key) {
+			return fmt.Errorf("unknown field %q%s; allowed: %s", key, suggest.Hint(key, allowed), strings.Join(allowed, ", "))
+		}
+		if seen[key] {
+			return fmt.Errorf("field %q appears twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// jsonFields lists the JSON names of a struct's fields.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v).Elem()
+	var out []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		out = append(out, name)
+	}
+	return out
 }
 
 // CheckSubject converts s's attributes to the policy's declared types

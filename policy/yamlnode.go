@@ -128,20 +128,29 @@ func validIdent(s string, qualified bool) bool {
 
 // strList reads a sequence of strings.
 func (r *reader) strList(n *yaml.Node, what string) []string {
+	out, _ := r.strListNodes(n, what)
+	return out
+}
+
+// strListNodes is strList with the node each string was read from: entries
+// that are not strings are left out, so indexes into n.Content would not do.
+func (r *reader) strListNodes(n *yaml.Node, what string) ([]string, []*yaml.Node) {
 	if n == nil {
-		return nil
+		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		r.errorf(n, CodeInvalid, "%s must be a list", what)
-		return nil
+		return nil, nil
 	}
 	out := make([]string, 0, len(n.Content))
+	nodes := make([]*yaml.Node, 0, len(n.Content))
 	for _, c := range n.Content {
 		if s := r.str(c, what+" entry", ""); s != "" {
 			out = append(out, s)
+			nodes = append(nodes, c)
 		}
 	}
-	return out
+	return out, nodes
 }
 
 // require reports a missing required field at the mapping that lacks it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	sq "github.com/Masterminds/squirrel"
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,16 @@ type Query struct {
 	Embedding []float32 `json:"embedding"`
 	// K is how many chunks to return.
 	K int `json:"k"`
+	// Filter holds metadata conditions on filterable fields (optional).
+	Filter Filter `json:"filter,omitempty"`
+	// MinScore drops results less similar than this (optional).
+	MinScore *float64 `json:"min_score,omitempty"`
+}
+
+// Options tune how a search runs.
+type Options struct {
+	// StatementTimeout bounds the query; 0 means the server's default.
+	StatementTimeout time.Duration
 }
 
 // Result is one chunk the subject may see. Masked columns read as null.
@@ -43,7 +54,7 @@ type Beginner interface {
 // Search returns the K chunks nearest q.Embedding that req's subject may
 // see, nearest first, and the fragment that decided it. Every value is
 // bound; the policy fragment is ANDed into the search's WHERE clause.
-func Search(ctx context.Context, db Beginner, p *filter.Policy, req filter.Request, q Query) ([]Result, *filter.Fragment, error) {
+func Search(ctx context.Context, db Beginner, p *filter.Policy, req filter.Request, q Query, opt Options) ([]Result, *filter.Fragment, error) {
 	if q.K <= 0 {
 		return nil, nil, errors.New("retriever: k must be positive")
 	}
@@ -62,7 +73,7 @@ func Search(ctx context.Context, db Beginner, p *filter.Policy, req filter.Reque
 	if err != nil {
 		return nil, nil, err
 	}
-	results, err := run(ctx, db, sql, args)
+	results, err := run(ctx, db, sql, args, opt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("retriever: search %s: %w", q.Resource, err)
 	}
@@ -72,29 +83,41 @@ func Search(ctx context.Context, db Beginner, p *filter.Policy, req filter.Reque
 func searchSQL(p *filter.Policy, frag *filter.Fragment, q Query) (string, []any, error) {
 	res := p.Set().Resources[q.Resource]
 	col := func(name string) string { return alias + "." + pgx.Identifier{name}.Sanitize() }
-	distance := sq.Expr(col(res.Embedding)+" <=> ?", pgvector.NewVector(q.Embedding))
-	return sq.Select().
+	vec := pgvector.NewVector(q.Embedding)
+	distance := sq.Expr(col(res.Embedding)+" <=> ?", vec)
+	b := sq.Select().
 		Column(sq.Expr(col(res.ID) + "::text")).
 		Column(sq.Alias(distance, "distance")).
 		Column(frag.Column(res.Content)).
 		Column(frag.Column(res.Metadata)).
 		From(pgx.Identifier(splitTable(res.Table)).Sanitize() + " AS " + alias).
-		Where(frag).
-		OrderBy("distance").
-		Limit(uint64(q.K)).
-		PlaceholderFormat(sq.Dollar).
-		ToSql()
+		Where(frag)
+	if len(q.Filter) > 0 {
+		cond, err := q.Filter.sqlizer(res, frag.Column)
+		if err != nil {
+			return "", nil, err
+		}
+		b = b.Where(cond)
+	}
+	if q.MinScore != nil {
+		b = b.Where(sq.Expr(col(res.Embedding)+" <=> ? <= ?", vec, 1-*q.MinScore))
+	}
+	return b.OrderBy("distance").Limit(uint64(q.K)).PlaceholderFormat(sq.Dollar).ToSql()
 }
 
 // run executes the search with iterative HNSW scans on, so a selective
 // policy cannot make the index return fewer than K permitted rows.
-func run(ctx context.Context, db Beginner, sql string, args []any) ([]Result, error) {
+func run(ctx context.Context, db Beginner, sql string, args []any, opt Options) ([]Result, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	if _, err := tx.Exec(ctx, "SET LOCAL hnsw.iterative_scan = strict_order"); err != nil {
+	settings := "SET LOCAL hnsw.iterative_scan = strict_order"
+	if opt.StatementTimeout > 0 {
+		settings += fmt.Sprintf("; SET LOCAL statement_timeout = %d", opt.StatementTimeout.Milliseconds())
+	}
+	if _, err := tx.Exec(ctx, settings); err != nil {
 		return nil, err
 	}
 	rows, err := tx.Query(ctx, sql, args...)

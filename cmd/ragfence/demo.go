@@ -22,6 +22,7 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	dim := fs.Int("dim", migrations.DefaultDimension, "embedding dimension")
 	seed := fs.Uint64("seed", 1, "random seed; the same seed gives the same data")
 	reset := fs.Bool("reset", false, "reload the data even when the same dataset is already there")
+	url := fs.String("url", "http://localhost:8080", "where the server runs, for the printed curl commands")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -52,6 +53,6 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "demo: wrote %s, %d subject files and %d example requests under %s\n", files.Policy, len(files.Subjects), len(files.Requests), files.Dir)
-	printDemoCommands(out, *db, files)
+	printDemoCommands(out, *url, files)
 	return nil
 }

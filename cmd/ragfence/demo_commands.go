@@ -11,47 +11,73 @@ import (
 	"github.com/ragfence/ragfence/internal/demo"
 )
 
-// demoStep is one printed command and what it shows.
+// demoStep is one call the demo prints: a retrieval by a user (and maybe an
+// agent) through the server, or a policy explanation.
 type demoStep struct {
 	comment string
-	args    []string
+	user    string
+	agent   string
+	request string   // request file, for retrievals
+	args    []string // ragfence arguments, for explain
 }
 
-// demoSteps are the commands that show the demo policy at work: two users
-// of one tenant, a user of another tenant, an agent, and the SQL behind it.
-func demoSteps(dsn string, f demo.Files) []demoStep {
+// demoSteps show the demo policy at work: two users of one tenant, a user
+// of another tenant, an agent, and the SQL behind it.
+func demoSteps(f demo.Files) []demoStep {
 	topics := make([]string, 0, len(f.Requests))
 	for t := range f.Requests {
 		topics = append(topics, t)
 	}
 	slices.Sort(topics)
-	request := f.Requests[topics[0]]
-	retrieve := func(user string, extra ...string) []string {
-		args := []string{"retrieve", "--db", dsn, "--policy", f.Policy, "--subject", f.Subjects[user], "--request", request}
-		return append(args, extra...)
-	}
+	req := f.Requests[topics[0]]
 	return []demoStep{
-		{"alice (acme, editor in eng) asks about " + topics[0] + ":", retrieve("alice")},
-		{"bob (acme, viewer in sales) asks the same: tenant-wide chunks in common, his group's and his own differ:", retrieve("bob")},
-		{"dave (globex) asks the same: only globex chunks, never acme's:", retrieve("dave")},
-		{"alice's summarizer agent: only her wiki and drive pages, nothing classified:", retrieve("alice", "--agent", "summarizer")},
-		{"why: the WHERE fragment ragfence adds for bob, its bound values and the rules in play:",
-			[]string{"policy", "explain", "--policy", f.Policy, "--resource", "chunks", "--subject", f.Subjects["bob"]}},
+		{comment: "alice (acme, editor in eng) asks about " + topics[0] + ":", user: "alice", request: req},
+		{comment: "bob (acme, viewer in sales) asks the same: tenant-wide chunks in common, his group's and his own differ:", user: "bob", request: req},
+		{comment: "dave (globex) asks the same: only globex chunks, never acme's:", user: "dave", request: req},
+		{comment: "alice's summarizer agent: only her wiki and drive pages, nothing classified:", user: "alice", agent: "summarizer", request: req},
+		{comment: "why: the WHERE fragment ragfence adds for bob, its bound values and the rules in play:",
+			args: []string{"policy", "explain", "--policy", f.Policy, "--resource", "chunks", "--subject", f.Subjects["bob"]}},
 	}
 }
 
-// printDemoCommands prints the demo steps as commands ready to paste.
-func printDemoCommands(out io.Writer, dsn string, f demo.Files) {
+// tokenArgs are the ragfence arguments that mint the step's token.
+func (s demoStep) tokenArgs(f demo.Files) []string {
+	args := []string{"token", "--jwt-secret-file", f.Secret, "--subject", f.Subjects[s.user]}
+	if s.agent != "" {
+		args = append(args, "--agent", s.agent)
+	}
+	return args
+}
+
+// commandLine renders the step as a shell command for self (the binary).
+func (s demoStep) commandLine(self, url string, f demo.Files) string {
+	if s.request == "" {
+		return shellJoin(append([]string{self}, s.args...))
+	}
+	token := shellJoin(append([]string{self}, s.tokenArgs(f)...))
+	return fmt.Sprintf(`curl -s %s -H "Authorization: Bearer $(%s)" -H 'Content-Type: application/json' -d @%s`,
+		url+"/v1/retrieve", token, shellQuote(s.request))
+}
+
+// printDemoCommands prints the demo steps as commands ready to paste once
+// the server runs at url.
+func printDemoCommands(out io.Writer, url string, f demo.Files) {
 	self := selfCommand()
-	fmt.Fprintln(out, "\nTry it (paste these):")
-	for _, s := range demoSteps(dsn, f) {
-		fmt.Fprintf(out, "\n  # %s\n  %s\n", s.comment, shellJoin(append([]string{self}, s.args...)))
+	fmt.Fprintf(out, "\nWith the server running (make run starts it on %s), try (paste these):\n", url)
+	for _, s := range demoSteps(f) {
+		fmt.Fprintf(out, "\n  # %s\n  %s\n", s.comment, s.commandLine(self, url, f))
 	}
 }
+
+// selfName overrides how the binary is named in printed commands (tests).
+var selfName string
 
 // selfCommand is how the user ran this binary: bin/ragfence from make,
 // ragfence from PATH.
 func selfCommand() string {
+	if selfName != "" {
+		return selfName
+	}
 	arg0 := os.Args[0]
 	if !strings.ContainsRune(arg0, os.PathSeparator) {
 		return arg0

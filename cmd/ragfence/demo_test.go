@@ -4,50 +4,73 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ragfence/ragfence/internal/demo"
 	"github.com/ragfence/ragfence/internal/testdb"
 	"github.com/ragfence/ragfence/retriever"
 )
 
-// TestDemoCommandsWork runs the demo end to end in its own database and then
-// every command it prints, as a user would paste them.
+// TestDemoCommandsWork runs what make run runs (migrate, demo, serve) in
+// its own database, then every command the demo prints, in bash, as a user
+// pastes them, and checks what they show.
 func TestDemoCommandsWork(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("the demo's printed commands use curl; install it")
+	}
 	dsn := testdb.Database(t)
 	dir := t.TempDir()
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	if out := mustRun(t, ctx, "migrate", "--db", dsn); !strings.Contains(out, "applied") {
 		t.Fatalf("migrate: %s", out)
 	}
 	if out := mustRun(t, ctx, "migrate", "--db", dsn); !strings.Contains(out, "up to date") {
 		t.Fatalf("second migrate is not a no-op: %s", out)
 	}
-	out := mustRun(t, ctx, "demo", "--db", dsn, "--out", dir) // the size make run uses
+	addr := freeAddr(t)
+	url := "http://" + addr
+	selfName = buildBinary(t)
+	defer func() { selfName = "" }()
+	out := mustRun(t, ctx, "demo", "--db", dsn, "--out", dir, "--url", url) // the size make run uses
+	files := demoFiles(t, dir)
+	stop := startServer(t, ctx, "--db", dsn, "--policy", files.Policy, "--jwt-secret-file", files.Secret, "--addr", addr)
+	defer stop()
+
 	var printed []string
 	for _, line := range strings.Split(out, "\n") {
-		if strings.Contains(line, " retrieve ") || strings.Contains(line, " policy explain ") {
-			printed = append(printed, strings.TrimSpace(line))
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "curl ") || strings.HasPrefix(line, selfName+" ") {
+			printed = append(printed, line)
 		}
 	}
 	if len(printed) != 5 {
 		t.Fatalf("demo printed %d commands, want 5:\n%s", len(printed), out)
 	}
+	var results [][]retriever.Result
 	for _, line := range printed {
-		args := shellSplit(t, line)[1:] // drop the binary
-		mustRun(t, ctx, args...)
+		cmd := exec.CommandContext(ctx, "bash", "-c", line)
+		got, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("pasted command failed: %s\n%v\n%s", line, err, got)
+		}
+		if strings.HasPrefix(line, "curl ") {
+			var resp retriever.Response
+			if err := json.Unmarshal(got, &resp); err != nil {
+				t.Fatalf("%s\nprinted %s: %v", line, got, err)
+			}
+			results = append(results, resp.Results)
+		}
 	}
-
-	// What the commands show, checked on their JSON output.
-	steps := demoSteps(dsn, demoFiles(t, dir))
-	alice := retrieveJSON(t, ctx, steps[0].args)
-	bob := retrieveJSON(t, ctx, steps[1].args)
-	dave := retrieveJSON(t, ctx, steps[2].args)
-	agent := retrieveJSON(t, ctx, steps[3].args)
+	alice, bob, dave, agent := results[0], results[1], results[2], results[3]
 	if len(alice) == 0 || len(bob) == 0 || len(dave) == 0 {
 		t.Fatalf("empty results: alice %d, bob %d, dave %d", len(alice), len(bob), len(dave))
 	}
@@ -59,11 +82,84 @@ func TestDemoCommandsWork(t *testing.T) {
 			t.Errorf("dave (globex) got chunk %s: %v", r.ID, r.Content)
 		}
 	}
+	aliceAll := ids(retrieveAs(t, ctx, dsn, files, "alice", 200))
 	for _, id := range ids(agent) {
-		if !slices.Contains(allIDs(t, ctx, steps[0].args), id) {
+		if !slices.Contains(aliceAll, id) {
 			t.Errorf("alice's agent sees chunk %s that alice does not", id)
 		}
 	}
+}
+
+// retrieveAs runs `ragfence retrieve` for a demo user with a larger k.
+func retrieveAs(t *testing.T, ctx context.Context, dsn string, f demo.Files, user string, k int) []retriever.Result {
+	t.Helper()
+	args := []string{"retrieve", "--db", dsn, "--policy", f.Policy, "--subject", f.Subjects[user], "--json"}
+	req := demoSteps(f)[0].request
+	args = append(args, withK(t, []string{"--request", req}, k)...)
+	var resp struct{ Results []retriever.Result }
+	if err := json.Unmarshal([]byte(mustRun(t, ctx, args...)), &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Results
+}
+
+// startServer runs `ragfence serve` in-process until stop is called.
+func startServer(t *testing.T, ctx context.Context, args ...string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan string, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		code := run(ctx, append([]string{"serve"}, args...), &out, &errOut)
+		done <- fmt.Sprintf("exit %d: %s", code, errOut.String())
+	}()
+	addr := args[slices.Index(args, "--addr")+1]
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case msg := <-done:
+			t.Fatalf("serve stopped: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve not ready after 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return func() {
+		cancel()
+		if msg := <-done; !strings.HasPrefix(msg, "exit 0") {
+			t.Errorf("serve: %s", msg)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// buildBinary builds ragfence for the pasted commands (the build is cached).
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ragfence")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func mustRun(t *testing.T, ctx context.Context, args ...string) string {
@@ -73,25 +169,6 @@ func mustRun(t *testing.T, ctx context.Context, args ...string) string {
 		t.Fatalf("ragfence %s: exit %d: %s%s", strings.Join(args, " "), code, errOut.String(), out.String())
 	}
 	return out.String()
-}
-
-func retrieveJSON(t *testing.T, ctx context.Context, args []string) []retriever.Result {
-	t.Helper()
-	var resp struct{ Results []retriever.Result }
-	if err := json.Unmarshal([]byte(mustRun(t, ctx, append(slices.Clone(args), "--json")...)), &resp); err != nil {
-		t.Fatal(err)
-	}
-	return resp.Results
-}
-
-// allIDs is what the subject of a retrieve command sees with a large k.
-func allIDs(t *testing.T, ctx context.Context, args []string) []string {
-	t.Helper()
-	var out []string
-	for _, r := range retrieveJSON(t, ctx, withK(t, args, 200)) {
-		out = append(out, r.ID)
-	}
-	return out
 }
 
 // withK rewrites a retrieve command's request file with another k.
@@ -161,7 +238,8 @@ func shellSplit(t *testing.T, line string) []string {
 // demoFiles lists what the demo wrote into dir.
 func demoFiles(t *testing.T, dir string) demo.Files {
 	t.Helper()
-	f := demo.Files{Dir: dir, Policy: filepath.Join(dir, "policy.yaml"), Subjects: map[string]string{}, Requests: map[string]string{}}
+	f := demo.Files{Dir: dir, Policy: filepath.Join(dir, "policy.yaml"), Secret: filepath.Join(dir, "jwt-secret"),
+		Subjects: map[string]string{}, Requests: map[string]string{}}
 	for sub, m := range map[string]map[string]string{"subjects": f.Subjects, "requests": f.Requests} {
 		paths, err := filepath.Glob(filepath.Join(dir, sub, "*.json"))
 		if err != nil || len(paths) == 0 {

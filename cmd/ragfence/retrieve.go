@@ -48,7 +48,7 @@ func runRetrieve(ctx context.Context, args []string, out, errOut io.Writer) erro
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	results, frag, err := retriever.Search(ctx, conn, p, req, q)
+	results, frag, err := retriever.Search(ctx, conn, p, req, q, retriever.Options{})
 	if err != nil {
 		return err
 	}

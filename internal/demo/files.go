@@ -1,7 +1,9 @@
 package demo
 
 import (
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -33,8 +35,10 @@ type Request struct {
 
 // Files lists what WriteFiles wrote, for the commands the CLI prints.
 type Files struct {
-	Dir      string
-	Policy   string
+	Dir    string
+	Policy string
+	// Secret is the development JWT secret the demo server and tokens share.
+	Secret   string
 	Subjects map[string]string // user id -> subject file
 	Requests map[string]string // topic -> request file
 }
@@ -42,7 +46,8 @@ type Files struct {
 // WriteFiles writes the policy, a subject file per user and a retrieve
 // request per topic into dir, so the printed commands can name them.
 func WriteFiles(dir string, d *Dataset) (Files, error) {
-	f := Files{Dir: dir, Policy: filepath.Join(dir, "policy.yaml"), Subjects: map[string]string{}, Requests: map[string]string{}}
+	f := Files{Dir: dir, Policy: filepath.Join(dir, "policy.yaml"), Secret: filepath.Join(dir, "jwt-secret"),
+		Subjects: map[string]string{}, Requests: map[string]string{}}
 	for _, sub := range []string{"subjects", "requests"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return f, fmt.Errorf("demo: %w", err)
@@ -50,6 +55,9 @@ func WriteFiles(dir string, d *Dataset) (Files, error) {
 	}
 	if err := os.WriteFile(f.Policy, Policy, 0o644); err != nil {
 		return f, fmt.Errorf("demo: %w", err)
+	}
+	if err := writeSecret(f.Secret); err != nil {
+		return f, err
 	}
 	// The policy's first line points editors at this schema.
 	if err := os.WriteFile(filepath.Join(dir, "policy.schema.json"), schema.Policy, 0o644); err != nil {
@@ -79,6 +87,22 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
+// writeSecret creates a random development secret once; later runs keep it,
+// so tokens minted earlier stay valid.
+func writeSecret(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return nil

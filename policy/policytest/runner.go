@@ -269,7 +269,7 @@ func maskedWhere(f *filter.Fragment, res *policy.Resource, col string) sq.Sqlize
 // ids returns the ids of res visible through f (and extra, if given).
 func (r *Runner) ids(ctx context.Context, tx pgx.Tx, res *policy.Resource, f *filter.Fragment, extra sq.Sqlizer) ([]string, error) {
 	_, table := res.TableName()
-	q := sq.Select(pgx.Identifier{table, res.ID}.Sanitize()+"::text").From(pgx.Identifier{table}.Sanitize()).
+	q := sq.Select(pgx.Identifier{table, res.ID}.Sanitize() + "::text").From(pgx.Identifier{table}.Sanitize()).
 		Where(f).PlaceholderFormat(sq.Dollar)
 	if extra != nil {
 		q = q.Where(extra)

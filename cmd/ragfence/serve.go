@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/audit"
+	"github.com/ragfence/ragfence/retriever/auth"
+)
+
+func init() {
+	register("serve", "run the retriever: POST /v1/retrieve with JWT authentication, audit log and metrics", runServe)
+}
+
+// serveSettings are serve's flags; each is also RAGFENCE_<NAME> or a key
+// of the --config file.
+type serveSettings struct {
+	db, addr, config, policy                string
+	jwtSecretFile, jwksFile, jwksURL        string
+	issuer, audience                        string
+	tenantClaim, rolesClaim, groupsClaim    string
+	maxLifetime, skew, jwksRefresh          time.Duration
+	defaultK, maxK, poolMax                 int
+	maxBody                                 int64
+	statementTimeout, shutdownTimeout, poll time.Duration
+	trustedProxies, logLevel                string
+	auditQueue, auditBatch                  int
+	auditFlush                              time.Duration
+	auditBlock                              bool
+}
+
+func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
+	fs := newFlags("serve", "serve --db URL --policy PATH --jwt-secret-file FILE [--addr HOST:PORT] [flags]\n\n"+
+		"Every flag can also be set in the environment as RAGFENCE_<FLAG> (e.g. RAGFENCE_JWKS_URL,\n"+
+		"RAGFENCE_JWT_SECRET_FILE) or in a YAML --config file whose keys are the flag names.\n"+
+		"Precedence: flags, then environment, then the file. DATABASE_URL also sets --db.\n"+
+		"SIGHUP (or a change of the policy file) reloads the policy; SIGTERM/SIGINT shut down gracefully.", out)
+	s := &serveSettings{}
+	fs.StringVar(&s.db, "db", os.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
+	fs.StringVar(&s.addr, "addr", ":8080", "listen address")
+	fs.StringVar(&s.config, "config", os.Getenv(envName("config")), "YAML file with settings (keys are flag names)")
+	fs.StringVar(&s.policy, "policy", "", "policy file or folder (comma-separated for several)")
+	fs.StringVar(&s.jwtSecretFile, "jwt-secret-file", "", "file holding the HS256 secret (development); or set RAGFENCE_JWT_SECRET")
+	fs.StringVar(&s.jwksFile, "jwks-file", "", "JWKS file with the RS256/ES256/EdDSA verification keys")
+	fs.StringVar(&s.jwksURL, "jwks-url", "", "JWKS URL with the verification keys, refreshed periodically")
+	fs.DurationVar(&s.jwksRefresh, "jwks-refresh", time.Hour, "how often to refresh --jwks-url (unknown key ids also trigger a refresh)")
+	fs.StringVar(&s.issuer, "issuer", "", "required iss claim (empty: not checked)")
+	fs.StringVar(&s.audience, "audience", "", "required aud claim (empty: not checked)")
+	fs.DurationVar(&s.maxLifetime, "max-token-lifetime", 15*time.Minute, "refuse tokens valid for longer than this (exp - iat)")
+	fs.DurationVar(&s.skew, "clock-skew", 30*time.Second, "tolerance for exp and nbf")
+	fs.StringVar(&s.tenantClaim, "tenant-claim", "tenant", "claim holding the subject's tenant")
+	fs.StringVar(&s.rolesClaim, "roles-claim", "roles", "claim holding the subject's roles")
+	fs.StringVar(&s.groupsClaim, "groups-claim", "groups", "claim holding the subject's groups")
+	fs.IntVar(&s.defaultK, "default-k", 10, "k when a request gives none")
+	fs.IntVar(&s.maxK, "max-k", 100, "largest k a request may ask for")
+	fs.Int64Var(&s.maxBody, "max-body-bytes", 1<<20, "largest request body")
+	fs.DurationVar(&s.statementTimeout, "statement-timeout", 5*time.Second, "per-request query timeout")
+	fs.IntVar(&s.poolMax, "pool-max-conns", 0, "database pool size (0: pgxpool's default)")
+	fs.StringVar(&s.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed for context.ip")
+	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests and the audit flush may take on shutdown")
+	fs.DurationVar(&s.poll, "policy-poll", 2*time.Second, "how often to check the policy files for changes (0: only on SIGHUP)")
+	fs.IntVar(&s.auditQueue, "audit-queue", 10000, "audit records that may wait to be written; when full, requests get 503")
+	fs.IntVar(&s.auditBatch, "audit-batch", 500, "audit records per write")
+	fs.DurationVar(&s.auditFlush, "audit-flush", 200*time.Millisecond, "longest wait before queued audit records are written")
+	fs.BoolVar(&s.auditBlock, "audit-block", false, "when the audit queue is full, make requests wait instead of failing with 503")
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	return fs, s
+}
+
+func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs, s := serveFlags(out)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := applyLayers(fs, s.config); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if s.policy == "" {
+		return usagef("--policy is required (the policy file or folder)")
+	}
+	logger, err := newLogger(errOut, s.logLevel)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, s, logger, out)
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Writer) error {
+	policies, err := retriever.NewPolicyStore(strings.Split(s.policy, ",")...)
+	if err != nil {
+		return err
+	}
+	verifier, err := newVerifier(ctx, s, policies)
+	if err != nil {
+		return err
+	}
+	defer verifier.Close()
+	pool, err := openPool(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	writer, err := audit.New(pool, audit.Config{QueueSize: s.auditQueue, BatchSize: s.auditBatch, FlushInterval: s.auditFlush, Block: s.auditBlock, Logger: logger})
+	if err != nil {
+		return err
+	}
+	proxies, err := parseCIDRs(s.trustedProxies)
+	if err != nil {
+		return err
+	}
+	srv, err := retriever.New(retriever.Config{
+		Pool: pool, Policies: policies, Auth: verifierAuth{verifier}, Audit: writer,
+		DefaultK: s.defaultK, MaxK: s.maxK, MaxBodyBytes: s.maxBody, StatementTimeout: s.statementTimeout,
+		TrustedProxies: proxies, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	return listenAndServe(ctx, s, srv, writer, policies, logger, out)
+}
+
+func openPool(ctx context.Context, s *serveSettings) (*pgxpool.Pool, error) {
+	if _, err := parseDB(s.db); err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(s.db)
+	if err != nil {
+		return nil, usagef("invalid --db value: expected a URL like postgres://user@host:5432/db")
+	}
+	if s.poolMax > 0 {
+		cfg.MaxConns = int32(s.poolMax)
+	}
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error { return pgxvec.RegisterTypes(ctx, conn) }
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Fail at start, with the CLI's explanation, rather than at the first request.
+	conn, err := connect(ctx, s.db)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	conn.Close(ctx)
+	return pool, nil
+}
+
+func parseCIDRs(list string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, c := range strings.Split(list, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, usagef("--trusted-proxies: %q is not a CIDR such as 10.0.0.0/8", c)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// listenAndServe runs until ctx ends, then shuts down in order: stop
+// accepting, finish in-flight requests, flush the audit log.
+func listenAndServe(ctx context.Context, s *serveSettings, srv *retriever.Server, writer *audit.Writer,
+	policies *retriever.PolicyStore, logger *slog.Logger, out io.Writer) error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w; choose another --addr", s.addr, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	fmt.Fprintf(out, "serve: listening on %s (policy version %s)\n", ln.Addr(), policies.Load().Version())
+	logger.Info("listening", "addr", ln.Addr().String(), "policy_version", policies.Load().Version())
+	go watchPolicy(ctx, policies, s.poll, logger)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "deadline", s.shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
+	defer cancel()
+	shutdownErr := hs.Shutdown(sctx)
+	auditErr := writer.Close(sctx)
+	if auditErr != nil {
+		logger.Error("audit log not fully flushed", "error", auditErr)
+	}
+	if err := errors.Join(shutdownErr, auditErr); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// watchPolicy reloads the policy on SIGHUP and when its files change. An
+// invalid policy keeps the old one and logs why.
+func watchPolicy(ctx context.Context, policies *retriever.PolicyStore, every time.Duration, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := policyStamp(policies.Paths())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case <-tick:
+			stamp := policyStamp(policies.Paths())
+			if stamp == last {
+				continue
+			}
+			last = stamp
+		}
+		changed, err := policies.Reload()
+		switch {
+		case err != nil:
+			logger.Error("policy reload failed; keeping the current policy", "error", oneLine(err.Error()))
+		case changed:
+			logger.Info("policy reloaded", "policy_version", policies.Load().Version())
+		}
+	}
+}
+
+// policyStamp summarises the policy files' sizes and times; polling it is
+// enough to notice an edit without a file-watching dependency.
+func policyStamp(paths []string) string {
+	var b strings.Builder
+	for _, p := range paths {
+		_ = walkYAML(p, func(path string, info os.FileInfo) {
+			fmt.Fprintf(&b, "%s:%d:%d;", path, info.Size(), info.ModTime().UnixNano())
+		})
+	}
+	return b.String()
+}
+
+// verifierAuth adapts auth.Verifier to retriever.Authenticator.
+type verifierAuth struct{ v *auth.Verifier }
+
+func (a verifierAuth) Authenticate(ctx context.Context, header string) (retriever.Identity, error) {
+	id, err := a.v.Verify(ctx, header)
+	if err != nil {
+		return retriever.Identity{}, err
+	}
+	return retriever.Identity{Subject: id.Subject, Agent: id.Agent}, nil
+}
+
+// walkYAML calls fn for the file at path, or every YAML file below it.
+func walkYAML(path string, fn func(string, os.FileInfo)) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		fn(path, info)
+		return nil
+	}
+	return filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			return err
+		}
+		if fi, err := d.Info(); err == nil {
+			fn(p, fi)
+		}
+		return nil
+	})
+}

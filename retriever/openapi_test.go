@@ -1,0 +1,437 @@
+package retriever_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/ragfence/ragfence/retriever"
+)
+
+// openapiURL is where the compiler files the document; schemas are compiled
+// as openapiURL#<JSON pointer>, so their $refs resolve inside it.
+const openapiURL = "https://ragfence.invalid/openapi.json"
+
+// apiDoc is retriever.OpenAPI, decoded, with a schema compiler over it.
+type apiDoc struct {
+	Paths map[string]map[string]apiOperation `json:"paths"`
+
+	mu       sync.Mutex
+	compiler *jsonschema.Compiler
+	schemas  map[string]*jsonschema.Schema // by JSON pointer
+	raw      map[string]any
+}
+
+type apiOperation struct {
+	Responses map[string]json.RawMessage `json:"responses"`
+}
+
+// apiResponse is a response object, after its $ref is followed.
+type apiResponse struct {
+	Ref     string                     `json:"$ref"`
+	Headers map[string]json.RawMessage `json:"headers"`
+	Content map[string]json.RawMessage `json:"content"`
+}
+
+var loadOpenAPIOnce = sync.OnceValues(func() (*apiDoc, error) {
+	d := &apiDoc{schemas: map[string]*jsonschema.Schema{}}
+	if err := json.Unmarshal(retriever.OpenAPI, d); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(retriever.OpenAPI, &d.raw); err != nil {
+		return nil, err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(retriever.OpenAPI))
+	if err != nil {
+		return nil, err
+	}
+	d.compiler = jsonschema.NewCompiler()
+	// OpenAPI 3.1's schema objects are JSON Schema 2020-12.
+	d.compiler.DefaultDraft(jsonschema.Draft2020)
+	if err := d.compiler.AddResource(openapiURL, doc); err != nil {
+		return nil, err
+	}
+	return d, nil
+})
+
+func loadOpenAPI(t testing.TB) *apiDoc {
+	t.Helper()
+	d, err := loadOpenAPIOnce()
+	if err != nil {
+		t.Fatalf("retriever.OpenAPI: %v", err)
+	}
+	return d
+}
+
+// schema compiles the schema at the JSON pointer (tokens unescaped).
+func (d *apiDoc) schema(tokens ...string) (*jsonschema.Schema, error) {
+	var b strings.Builder
+	for _, tok := range tokens {
+		b.WriteString("/" + strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1"))
+	}
+	ptr := b.String()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s, ok := d.schemas[ptr]; ok {
+		return s, nil
+	}
+	s, err := d.compiler.Compile(openapiURL + "#" + ptr)
+	if err != nil {
+		return nil, err
+	}
+	d.schemas[ptr] = s
+	return s, nil
+}
+
+// response returns the documented response of an operation for status,
+// following a local $ref, and the JSON pointer tokens where it lives.
+func (d *apiDoc) response(op apiOperation, path, method string, status int) (apiResponse, []string, bool) {
+	raw, ok := op.Responses[strconv.Itoa(status)]
+	if !ok {
+		return apiResponse{}, nil, false
+	}
+	loc := []string{"paths", path, method, "responses", strconv.Itoa(status)}
+	var r apiResponse
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return apiResponse{}, nil, false
+	}
+	if name, ok := strings.CutPrefix(r.Ref, "#/components/responses/"); ok {
+		loc = []string{"components", "responses", name}
+		comps := d.raw["components"].(map[string]any)["responses"].(map[string]any)
+		b, _ := json.Marshal(comps[name])
+		r = apiResponse{}
+		if err := json.Unmarshal(b, &r); err != nil {
+			return apiResponse{}, nil, false
+		}
+	}
+	return r, loc, true
+}
+
+// checkAgainstOpenAPI checks an answer of the server against the document:
+// an undocumented path is 404 and an undocumented method 405, both with the
+// Error envelope; any other status must be documented for the operation,
+// with its headers and a body valid against its schema.
+func checkAgainstOpenAPI(t testing.TB, r reply) {
+	t.Helper()
+	d := loadOpenAPI(t)
+	item, ok := d.Paths[r.path]
+	if !ok {
+		if r.status != http.StatusNotFound {
+			t.Errorf("%v: the path is not documented, want 404", r)
+		}
+		validateJSON(t, d, r, "components", "schemas", "Error")
+		return
+	}
+	method := strings.ToLower(r.method)
+	op, ok := item[method]
+	if !ok {
+		if r.status != http.StatusMethodNotAllowed {
+			t.Errorf("%v: the method is not documented for the path, want 405", r)
+		}
+		validateJSON(t, d, r, "components", "schemas", "Error")
+		return
+	}
+	resp, loc, ok := d.response(op, r.path, method, r.status)
+	if !ok {
+		t.Errorf("%v: status %d is not documented for %s %s", r, r.status, r.method, r.path)
+		return
+	}
+	for name := range resp.Headers {
+		if r.header.Get(name) == "" {
+			t.Errorf("%v: documented header %s is missing", r, name)
+		}
+	}
+	mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type"))
+	if err != nil {
+		t.Errorf("%v: Content-Type %q: %v", r, r.header.Get("Content-Type"), err)
+		return
+	}
+	if _, ok := resp.Content[mt]; !ok {
+		t.Errorf("%v: content type %s is not documented (have %v)", r, mt, sortedKeys(resp.Content))
+		return
+	}
+	validate(t, d, r, append(loc, "content", mt, "schema"), mt)
+}
+
+func validateJSON(t testing.TB, d *apiDoc, r reply, ptr ...string) {
+	t.Helper()
+	mt, _, _ := mime.ParseMediaType(r.header.Get("Content-Type"))
+	if mt != "application/json" {
+		t.Errorf("%v: Content-Type %q, want application/json", r, r.header.Get("Content-Type"))
+		return
+	}
+	validate(t, d, r, ptr, mt)
+}
+
+func validate(t testing.TB, d *apiDoc, r reply, ptr []string, mediaType string) {
+	t.Helper()
+	s, err := d.schema(ptr...)
+	if err != nil {
+		t.Errorf("compile the schema at %v: %v", ptr, err)
+		return
+	}
+	var v any = string(r.body)
+	if mediaType == "application/json" {
+		if v, err = jsonschema.UnmarshalJSON(bytes.NewReader(r.body)); err != nil {
+			t.Errorf("%v: body is not JSON: %v", r, err)
+			return
+		}
+	}
+	if err := s.Validate(v); err != nil {
+		t.Errorf("%v: body does not match the schema at %v: %v", r, ptr, err)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestOpenAPIIsJSONSchema2020 checks the document is OpenAPI 3.1, whose
+// schemas are JSON Schema 2020-12 (3.0's nullable would be silently ignored),
+// and that every component schema compiles.
+func TestOpenAPIIsJSONSchema2020(t *testing.T) {
+	d := loadOpenAPI(t)
+	if v, _ := d.raw["openapi"].(string); !strings.HasPrefix(v, "3.1.") {
+		t.Errorf("openapi is %q, want 3.1.x", v)
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if k == "nullable" {
+					t.Errorf("%s uses nullable, which OpenAPI 3.1 ignores; use a type list with \"null\"", path)
+				}
+				walk(path+"/"+k, e)
+			}
+		case []any:
+			for i, e := range x {
+				walk(fmt.Sprintf("%s/%d", path, i), e)
+			}
+		}
+	}
+	walk("#", d.raw)
+	schemas := d.raw["components"].(map[string]any)["schemas"].(map[string]any)
+	for _, name := range sortedKeys(schemas) {
+		if _, err := d.schema("components", "schemas", name); err != nil {
+			t.Errorf("schema %s: %v", name, err)
+		}
+	}
+	// The schemas must refuse what they describe as impossible, or the
+	// response checks prove nothing.
+	bad := map[string]string{
+		"RetrieveResponse": `{"results": [{"id": "1", "score": 0.5, "content": 7, "metadata": null}], "decision": {"id": "x", "policy_version": "v", "rules": [], "masked": []}}`,
+		"Error":            `{"error": {"code": "no_such_code", "message": "m"}}`,
+		"Result":           `{"id": "1", "score": 0.5, "content": null}`,
+	}
+	for name, body := range bad {
+		s, err := d.schema("components", "schemas", name)
+		if err != nil {
+			continue
+		}
+		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(body))
+		if s.Validate(v) == nil {
+			t.Errorf("schema %s accepts %s", name, body)
+		}
+	}
+	good := `{"id": "1", "score": 0.5, "content": null, "metadata": null}`
+	s, err := d.schema("components", "schemas", "Result")
+	if err == nil {
+		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(good))
+		if err := s.Validate(v); err != nil {
+			t.Errorf("schema Result refuses masked columns (null): %v", err)
+		}
+	}
+}
+
+// TestRoutesMatchOpenAPI checks every route the server registers is
+// documented and every documented operation is served, from the inside (the
+// echo router) and from the outside (requests).
+func TestRoutesMatchOpenAPI(t *testing.T) {
+	f := sharedEnv(t)
+	ts := newServer(t, serverOptions{})
+	d := loadOpenAPI(t)
+	var documented []string
+	for path, item := range d.Paths {
+		for method := range item {
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+		}
+	}
+	sort.Strings(documented)
+
+	e, ok := ts.srv.Handler().(*echo.Echo)
+	if !ok {
+		t.Fatalf("Handler is a %T, not the echo router this test walks", ts.srv.Handler())
+	}
+	var registered []string
+	for _, r := range e.Routes() {
+		registered = append(registered, r.Method+" "+r.Path)
+	}
+	sort.Strings(registered)
+	if !slices.Equal(registered, documented) {
+		t.Errorf("routes registered:\n  %s\ndocumented:\n  %s", strings.Join(registered, "\n  "), strings.Join(documented, "\n  "))
+	}
+
+	// From the outside: each documented operation answers with one of its
+	// documented statuses (do checks that), never 404 or 405.
+	tok := f.token(t, "alice", "")
+	body, _ := json.Marshal(retrieveBody{Collection: "chunks", Embedding: f.topic(0), K: 3})
+	for _, op := range documented {
+		method, path, _ := strings.Cut(op, " ")
+		var r reply
+		if method == http.MethodPost {
+			r = httpDo(t, method, ts.URL+path, "application/json", "Bearer "+tok, body)
+		} else {
+			r = httpDo(t, method, ts.URL+path, "", "", nil)
+		}
+		if r.status != http.StatusOK {
+			t.Errorf("%v: want 200", r)
+		}
+	}
+	served := httpDo(t, http.MethodGet, ts.URL+"/openapi.json", "", "", nil)
+	if !bytes.Equal(served.body, retriever.OpenAPI) {
+		t.Errorf("/openapi.json serves something other than retriever.OpenAPI")
+	}
+	// Undocumented paths are 404 and undocumented methods 405, with the
+	// error envelope (do checks both).
+	for _, path := range []string{"/", "/v1", "/v1/retrieve/", "/v2/retrieve", "/debug/pprof/", "/openapi.yaml", "/healthz/x"} {
+		r := httpDo(t, http.MethodGet, ts.URL+path, "", "", nil)
+		wantError(t, r, http.StatusNotFound, "not_found")
+	}
+	for _, op := range []string{"GET /v1/retrieve", "PUT /v1/retrieve", "DELETE /v1/retrieve", "POST /healthz", "POST /metrics", "DELETE /openapi.json"} {
+		method, path, _ := strings.Cut(op, " ")
+		r := httpDo(t, method, ts.URL+path, "", "", nil)
+		wantError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+	}
+}
+
+// TestRetrieveStatusesDocumented checks every status the error cases
+// produce is documented for POST /v1/retrieve, and that the Error schema's
+// code list is the server's.
+func TestRetrieveStatusesDocumented(t *testing.T) {
+	f := sharedEnv(t)
+	ts := newServer(t, serverOptions{})
+	d := loadOpenAPI(t)
+	op := d.Paths["/v1/retrieve"]["post"]
+	seen := map[int]bool{}
+	for _, c := range errorCases(t, f, ts) {
+		r := c.send(t)
+		if r.status != c.status {
+			t.Errorf("%s: %v, want %d", c.name, r, c.status)
+		}
+		if r.method == http.MethodPost && r.path == "/v1/retrieve" {
+			seen[r.status] = true
+		}
+	}
+	seen[http.StatusOK] = true
+	for status := range seen {
+		if _, _, ok := d.response(op, "/v1/retrieve", "post", status); !ok {
+			t.Errorf("status %d is observed but not documented for POST /v1/retrieve", status)
+		}
+	}
+	for _, want := range []int{400, 401, 403, 413, 415, 503} {
+		if !seen[want] {
+			t.Errorf("no error case produced status %d", want)
+		}
+	}
+
+	codes := []retriever.Code{
+		retriever.CodeInvalidJSON, retriever.CodeInvalidEmbedding, retriever.CodeInvalidK, retriever.CodeInvalidMinScore,
+		retriever.CodeUnknownCollection, retriever.CodeInvalidFilter, retriever.CodeInvalidSubject, retriever.CodeUnauthenticated,
+		retriever.CodeAgentNotGranted, retriever.CodeBodyTooLarge, retriever.CodeUnsupportedMedia, retriever.CodeNotFound,
+		retriever.CodeMethodNotAllowed, retriever.CodeUnavailable, retriever.CodeTimeout, retriever.CodeInternal,
+		retriever.CodeEmbedderFailed,
+	}
+	var want []string
+	for _, c := range codes {
+		want = append(want, string(c))
+		status := (&retriever.RequestError{Code: c}).Status()
+		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed || status == http.StatusBadGateway {
+			continue // not an answer of the retrieve operation itself
+		}
+		if _, _, ok := d.response(op, "/v1/retrieve", "post", status); !ok {
+			t.Errorf("code %s is answered with %d, which POST /v1/retrieve does not document", c, status)
+		}
+	}
+	var enum []string
+	errSchema := d.raw["components"].(map[string]any)["schemas"].(map[string]any)["Error"].(map[string]any)
+	code := errSchema["properties"].(map[string]any)["error"].(map[string]any)["properties"].(map[string]any)["code"].(map[string]any)
+	for _, c := range code["enum"].([]any) {
+		enum = append(enum, c.(string))
+	}
+	sort.Strings(want)
+	sort.Strings(enum)
+	if !slices.Equal(want, enum) {
+		t.Errorf("Error.code enum %v, server codes %v", enum, want)
+	}
+}
+
+// TestRequestSchemaAgreesWithServer checks RetrieveRequest accepts what the
+// server serves and refuses what the server refuses for reasons a schema
+// can express.
+func TestRequestSchemaAgreesWithServer(t *testing.T) {
+	f := sharedEnv(t)
+	ts := newServer(t, serverOptions{})
+	d := loadOpenAPI(t)
+	s, err := d.schema("components", "schemas", "RetrieveRequest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token(t, "alice", "")
+	vec := f.topic(2)
+	valid := []any{
+		retrieveBody{Collection: "chunks", Embedding: vec},
+		retrieveBody{Collection: "chunks", Embedding: vec, K: 5, MinScore: ptrTo(0.1),
+			Filter: map[string]any{"source": "wiki", "metadata.year": map[string]any{"$gte": 2022}}},
+	}
+	for _, body := range valid {
+		r := ts.retrieve(t, tok, body)
+		b, _ := json.Marshal(body)
+		v, _ := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err := s.Validate(v); err != nil {
+			t.Errorf("the server serves %s (%d) but the schema refuses it: %v", b, r.status, err)
+		}
+		if r.status != http.StatusOK {
+			t.Errorf("%v: want 200", r)
+		}
+	}
+	embedding, _ := json.Marshal(vec)
+	invalid := map[string]string{
+		"unknown field":   `{"collection": "chunks", "embedding": %s, "colour": "red"}`,
+		"no collection":   `{"embedding": %s}`,
+		"empty embedding": `{"collection": "chunks", "embedding": []%.0s}`,
+		"negative k":      `{"collection": "chunks", "embedding": %s, "k": -1}`,
+		"min_score > 1":   `{"collection": "chunks", "embedding": %s, "min_score": 1.5}`,
+		"string k":        `{"collection": "chunks", "embedding": %s, "k": "3"}`,
+	}
+	for name, format := range invalid {
+		body := fmt.Sprintf(format, embedding)
+		r := ts.retrieve(t, tok, []byte(body))
+		if r.status != http.StatusBadRequest {
+			t.Errorf("%s: %v, want 400", name, r)
+		}
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if s.Validate(v) == nil {
+			t.Errorf("%s: the server refuses %s but the schema accepts it", name, body)
+		}
+	}
+}
