@@ -179,6 +179,7 @@ type RuleState struct {
 // shape is everything about a request that changes the fragment's SQL text:
 // the agent and which attributes are missing. Values never do.
 type shape struct {
+	key      string // shapeKey
 	outcome  Outcome
 	reason   string
 	tmpl     template

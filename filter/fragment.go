@@ -9,6 +9,7 @@ import (
 	"github.com/Masterminds/squirrel"
 
 	"github.com/ragfence/ragfence/policy"
+	"github.com/ragfence/ragfence/rewrite"
 )
 
 // Request is what a fragment is compiled for.
@@ -54,6 +55,11 @@ type Fragment struct {
 func (f *Fragment) ToSql() (string, []any, error) {
 	return f.where.sql, slices.Clone(f.args), nil
 }
+
+// Shape identifies the fragment's SQL text: two fragments of one policy
+// with the same Shape render the same SQL, whatever their values, so a
+// statement rewritten for one can be reused with the other's Args.
+func (f *Fragment) Shape() string { return f.Resource + "\x00" + f.shape.key + "\x00" + f.alias }
 
 // SQL renders the fragment with placeholders $first, $first+1, ... for a
 // query that already binds first-1 arguments of its own.
@@ -185,7 +191,9 @@ func (r *resource) shapeFor(agent string, missing map[string]bool) *shape {
 	if sh, ok := r.cache.Load(key); ok {
 		return sh.(*shape)
 	}
-	sh, _ := r.cache.LoadOrStore(key, r.build(agent, missing))
+	built := r.build(agent, missing)
+	built.key = key
+	sh, _ := r.cache.LoadOrStore(key, built)
 	return sh.(*shape)
 }
 
@@ -245,4 +253,18 @@ func dollar(sql string, first int) string {
 		n++
 	}
 	return b.String()
+}
+
+// Fragments binds p to a request for the rewriter: it returns the
+// resource's fragment for the alias the rewriter names the table with.
+func (p *Policy) Fragments(req Request) rewrite.Fragments {
+	return func(resource, alias string) (rewrite.Fragment, error) {
+		r := req
+		r.Alias = alias
+		f, err := p.Fragment(resource, r)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
 }

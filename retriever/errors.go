@@ -13,6 +13,7 @@ const (
 	CodeInvalidJSON       Code = "invalid_json"         // 400: malformed JSON or unknown fields
 	CodeInvalidEmbedding  Code = "invalid_embedding"    // 400: missing, wrong dimension or not finite
 	CodeInvalidK          Code = "invalid_k"            // 400: k out of range
+	CodeInvalidQuery      Code = "invalid_query"        // 400: query text empty or too long
 	CodeInvalidMinScore   Code = "invalid_min_score"    // 400: min_score outside [-1, 1]
 	CodeUnknownCollection Code = "unknown_collection"   // 400: not a resource of the policy
 	CodeInvalidFilter     Code = "invalid_filter"       // 400: undeclared field or bad operator
@@ -31,7 +32,7 @@ const (
 
 var statusOf = map[Code]int{
 	CodeInvalidJSON: http.StatusBadRequest, CodeInvalidEmbedding: http.StatusBadRequest,
-	CodeInvalidK: http.StatusBadRequest, CodeInvalidMinScore: http.StatusBadRequest,
+	CodeInvalidK: http.StatusBadRequest, CodeInvalidQuery: http.StatusBadRequest, CodeInvalidMinScore: http.StatusBadRequest,
 	CodeUnknownCollection: http.StatusBadRequest, CodeInvalidFilter: http.StatusBadRequest,
 	CodeInvalidSubject: http.StatusBadRequest, CodeUnauthenticated: http.StatusUnauthorized,
 	CodeAgentNotGranted: http.StatusForbidden, CodeBodyTooLarge: http.StatusRequestEntityTooLarge,

@@ -21,6 +21,7 @@ import (
 	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever/audit"
+	"github.com/ragfence/ragfence/retriever/embed"
 )
 
 // Response is the body of a successful POST /v1/retrieve.
@@ -99,6 +100,11 @@ func (s *Server) serve(c echo.Context, x *exchange) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if q.Text != "" {
+		if q.Embedding, err = s.embed(ctx, q.Text); err != nil {
+			return nil, err
+		}
+	}
 	p := s.cfg.Policies.Load()
 	x.resource, x.version = q.Resource, p.Version()
 	res, ok := p.Set().Resources[q.Resource]
@@ -115,6 +121,13 @@ func (s *Server) serve(c echo.Context, x *exchange) (*Response, error) {
 	req := filter.Request{Subject: subject, Agent: id.Agent, Context: policy.Context{Time: x.start, IP: clientIP(c)}}
 	x.outcome = outcomeError
 	results, frag, err := Search(ctx, s.cfg.Pool, p, req, q, Options{StatementTimeout: s.cfg.StatementTimeout})
+	var pgErr *pgconn.PgError
+	if len(q.Filter) > 0 && errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
+		// A data exception (such as "abc" for an integer column) comes from
+		// a filter value, the only values the request puts into the SQL
+		// besides the checked embedding: the client's mistake, not ours.
+		return nil, &RequestError{Code: CodeInvalidFilter, Msg: "a filter value does not fit its field's type", Err: err}
+	}
 	if err != nil {
 		return nil, s.classify(ctx, err)
 	}
@@ -200,8 +213,13 @@ func (s *Server) validate(q *Query) error {
 	if q.MinScore != nil && (*q.MinScore < -1 || *q.MinScore > 1 || math.IsNaN(*q.MinScore)) {
 		return &RequestError{Code: CodeInvalidMinScore, Msg: "min_score is a cosine similarity between -1 and 1"}
 	}
-	if len(q.Embedding) == 0 {
-		return &RequestError{Code: CodeInvalidEmbedding, Msg: "embedding is required: the query vector"}
+	switch {
+	case len(q.Embedding) > 0 && q.Text != "":
+		return &RequestError{Code: CodeInvalidEmbedding, Msg: "send either embedding or query, not both"}
+	case len(q.Embedding) == 0 && q.Text == "":
+		return &RequestError{Code: CodeInvalidEmbedding, Msg: "embedding (the query vector) or query (text) is required"}
+	case q.Text != "" && s.cfg.Embedder == nil:
+		return &RequestError{Code: CodeInvalidEmbedding, Msg: "this server has no embedder configured; send embedding instead of query"}
 	}
 	for i, v := range q.Embedding {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -348,4 +366,17 @@ func (s *Server) logRequest(c echo.Context, x *exchange, err error) {
 		}
 	}
 	s.cfg.Logger.Info("retrieve", attrs...)
+}
+
+// embed turns query text into a vector with the configured embedder.
+func (s *Server) embed(ctx context.Context, text string) ([]float32, error) {
+	v, err := s.cfg.Embedder.Embed(ctx, text)
+	switch {
+	case err == nil:
+		return v, nil
+	case embed.IsClientError(err):
+		return nil, &RequestError{Code: CodeInvalidQuery, Msg: err.Error(), Err: err}
+	default:
+		return nil, &RequestError{Code: CodeEmbedderFailed, Msg: "the embedding service failed: " + err.Error(), Err: err}
+	}
 }

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -243,6 +247,7 @@ func TestOpenAPIIsJSONSchema2020(t *testing.T) {
 	for name, body := range bad {
 		s, err := d.schema("components", "schemas", name)
 		if err != nil {
+			t.Errorf("schema %s: %v", name, err)
 			continue
 		}
 		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(body))
@@ -289,7 +294,7 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 	}
 
 	// From the outside: each documented operation answers with one of its
-	// documented statuses (do checks that), never 404 or 405.
+	// documented statuses (httpDo checks that), never 404 or 405.
 	tok := f.token(t, "alice", "")
 	body, _ := json.Marshal(retrieveBody{Collection: "chunks", Embedding: f.topic(0), K: 3})
 	for _, op := range documented {
@@ -309,7 +314,7 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 		t.Errorf("/openapi.json serves something other than retriever.OpenAPI")
 	}
 	// Undocumented paths are 404 and undocumented methods 405, with the
-	// error envelope (do checks both).
+	// error envelope (httpDo checks both).
 	for _, path := range []string{"/", "/v1", "/v1/retrieve/", "/v2/retrieve", "/debug/pprof/", "/openapi.yaml", "/healthz/x"} {
 		r := httpDo(t, http.MethodGet, ts.URL+path, "", "", nil)
 		wantError(t, r, http.StatusNotFound, "not_found")
@@ -351,19 +356,13 @@ func TestRetrieveStatusesDocumented(t *testing.T) {
 		}
 	}
 
-	codes := []retriever.Code{
-		retriever.CodeInvalidJSON, retriever.CodeInvalidEmbedding, retriever.CodeInvalidK, retriever.CodeInvalidMinScore,
-		retriever.CodeUnknownCollection, retriever.CodeInvalidFilter, retriever.CodeInvalidSubject, retriever.CodeUnauthenticated,
-		retriever.CodeAgentNotGranted, retriever.CodeBodyTooLarge, retriever.CodeUnsupportedMedia, retriever.CodeNotFound,
-		retriever.CodeMethodNotAllowed, retriever.CodeUnavailable, retriever.CodeTimeout, retriever.CodeInternal,
-		retriever.CodeEmbedderFailed,
-	}
+	codes := serverCodes(t)
 	var want []string
 	for _, c := range codes {
 		want = append(want, string(c))
 		status := (&retriever.RequestError{Code: c}).Status()
-		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed || status == http.StatusBadGateway {
-			continue // not an answer of the retrieve operation itself
+		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
+			continue // routing errors, not answers of the operation
 		}
 		if _, _, ok := d.response(op, "/v1/retrieve", "post", status); !ok {
 			t.Errorf("code %s is answered with %d, which POST /v1/retrieve does not document", c, status)
@@ -380,6 +379,84 @@ func TestRetrieveStatusesDocumented(t *testing.T) {
 	if !slices.Equal(want, enum) {
 		t.Errorf("Error.code enum %v, server codes %v", enum, want)
 	}
+}
+
+// TestSchemasMatchGoTypes checks each documented body's properties are the
+// JSON fields of the Go type the server decodes or encodes, and that the
+// schema requires exactly the fields Go always writes (no omitempty).
+func TestSchemasMatchGoTypes(t *testing.T) {
+	d := loadOpenAPI(t)
+	schemas := d.raw["components"].(map[string]any)["schemas"].(map[string]any)
+	for name, typ := range map[string]reflect.Type{
+		"RetrieveRequest":  reflect.TypeFor[retriever.Query](),
+		"RetrieveResponse": reflect.TypeFor[retriever.Response](),
+		"Result":           reflect.TypeFor[retriever.Result](),
+		"Decision":         reflect.TypeFor[retriever.Decision](),
+	} {
+		schema := schemas[name].(map[string]any)
+		var fields, always []string
+		for f := range typ.Fields() {
+			tag, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if tag == "-" || !f.IsExported() {
+				continue
+			}
+			fields = append(fields, tag)
+			if !strings.Contains(opts, "omitempty") {
+				always = append(always, tag)
+			}
+		}
+		sort.Strings(fields)
+		if props := sortedKeys(schema["properties"].(map[string]any)); !slices.Equal(props, fields) {
+			t.Errorf("schema %s has properties %v, %s has JSON fields %v", name, props, typ, fields)
+		}
+		if name == "RetrieveRequest" {
+			continue // what a request must send is the server's rule, checked below
+		}
+		var required []string
+		for _, r := range schema["required"].([]any) {
+			required = append(required, r.(string))
+		}
+		sort.Strings(required)
+		sort.Strings(always)
+		if !slices.Equal(required, always) {
+			t.Errorf("schema %s requires %v, %s always writes %v", name, required, typ, always)
+		}
+	}
+}
+
+// serverCodes reads the error codes declared in errors.go (constants of
+// type Code), so a new code cannot be missed by the document unnoticed.
+func serverCodes(t *testing.T) []retriever.Code {
+	t.Helper()
+	file, err := parser.ParseFile(token.NewFileSet(), "errors.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []retriever.Code
+	for _, decl := range file.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			vs := spec.(*ast.ValueSpec)
+			if typ, ok := vs.Type.(*ast.Ident); !ok || typ.Name != "Code" {
+				continue
+			}
+			for _, v := range vs.Values {
+				lit, ok := v.(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					t.Fatalf("errors.go: a Code constant is not a string literal")
+				}
+				s, _ := strconv.Unquote(lit.Value)
+				codes = append(codes, retriever.Code(s))
+			}
+		}
+	}
+	if len(codes) < 10 {
+		t.Fatalf("found only %d codes in errors.go: %v", len(codes), codes)
+	}
+	return codes
 }
 
 // TestRequestSchemaAgreesWithServer checks RetrieveRequest accepts what the
@@ -413,12 +490,13 @@ func TestRequestSchemaAgreesWithServer(t *testing.T) {
 	}
 	embedding, _ := json.Marshal(vec)
 	invalid := map[string]string{
-		"unknown field":   `{"collection": "chunks", "embedding": %s, "colour": "red"}`,
-		"no collection":   `{"embedding": %s}`,
-		"empty embedding": `{"collection": "chunks", "embedding": []%.0s}`,
-		"negative k":      `{"collection": "chunks", "embedding": %s, "k": -1}`,
-		"min_score > 1":   `{"collection": "chunks", "embedding": %s, "min_score": 1.5}`,
-		"string k":        `{"collection": "chunks", "embedding": %s, "k": "3"}`,
+		"unknown field":       `{"collection": "chunks", "embedding": %s, "colour": "red"}`,
+		"no collection":       `{"embedding": %s}`,
+		"empty embedding":     `{"collection": "chunks", "embedding": []%.0s}`,
+		"negative k":          `{"collection": "chunks", "embedding": %s, "k": -1}`,
+		"min_score > 1":       `{"collection": "chunks", "embedding": %s, "min_score": 1.5}`,
+		"string k":            `{"collection": "chunks", "embedding": %s, "k": "3"}`,
+		"embedding and query": `{"collection": "chunks", "embedding": %s, "query": "billing"}`,
 	}
 	for name, format := range invalid {
 		body := fmt.Sprintf(format, embedding)

@@ -19,7 +19,10 @@ type Query struct {
 	// Resource is the policy's resource (the request's "collection").
 	Resource string `json:"collection"`
 	// Embedding is the query vector; its dimension must match the column's.
-	Embedding []float32 `json:"embedding"`
+	Embedding []float32 `json:"embedding,omitempty"`
+	// Text is the query as text, embedded by the server's embedder when no
+	// Embedding is given.
+	Text string `json:"query,omitempty"`
 	// K is how many chunks to return.
 	K int `json:"k"`
 	// Filter holds metadata conditions on filterable fields (optional).

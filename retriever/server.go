@@ -46,6 +46,13 @@ type AuditLog interface {
 	Healthy() error
 }
 
+// Embedder turns query text into a vector (see retriever/embed). Errors for
+// which ClientError reports true are the caller's fault (400); others are
+// the embedding service's (502).
+type Embedder interface {
+	Embed(ctx context.Context, text string) ([]float32, error)
+}
+
 // Config is everything a Server needs.
 type Config struct {
 	Pool     *pgxpool.Pool
@@ -64,6 +71,9 @@ type Config struct {
 	Logger         *slog.Logger
 	// Now is the clock for context.time; time.Now by default.
 	Now func() time.Time
+	// Embedder embeds a request's query text; nil means requests must send
+	// an embedding.
+	Embedder Embedder
 	// Registry receives the metrics; a new one when nil.
 	Registry *prometheus.Registry
 }
@@ -191,7 +201,13 @@ func (s *Server) readyz(c echo.Context) error {
 		checks["policy"], ready = "not loaded", false
 	}
 	if err := s.cfg.Audit.Healthy(); err != nil {
-		checks["audit"], ready = err.Error(), false
+		// The cause goes to the log only: it names the database's user,
+		// host and port, and /readyz answers anyone.
+		checks["audit"], ready = "failing", false
+		if errors.Is(err, audit.ErrClosed) {
+			checks["audit"] = "closed"
+		}
+		s.cfg.Logger.Warn("not ready: audit log unhealthy", "error", err)
 	}
 	status := http.StatusOK
 	if !ready {

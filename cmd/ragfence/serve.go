@@ -23,6 +23,7 @@ import (
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/retriever/auth"
+	"github.com/ragfence/ragfence/retriever/embed"
 )
 
 func init() {
@@ -44,6 +45,8 @@ type serveSettings struct {
 	auditQueue, auditBatch                  int
 	auditFlush                              time.Duration
 	auditBlock                              bool
+	embedURL, embedModel, embedKeyFile      string
+	embedDims                               int
 }
 
 func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
@@ -80,6 +83,10 @@ func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
 	fs.IntVar(&s.auditBatch, "audit-batch", 500, "audit records per write")
 	fs.DurationVar(&s.auditFlush, "audit-flush", 200*time.Millisecond, "longest wait before queued audit records are written")
 	fs.BoolVar(&s.auditBlock, "audit-block", false, "when the audit queue is full, make requests wait instead of failing with 503")
+	fs.StringVar(&s.embedURL, "embedder-url", "", "OpenAI-compatible embeddings endpoint, for requests that send query text (empty: requests must send embedding)")
+	fs.StringVar(&s.embedModel, "embedder-model", "", "embedding model name sent to --embedder-url")
+	fs.StringVar(&s.embedKeyFile, "embedder-key-file", "", "file holding the embedder's API key (or set RAGFENCE_EMBEDDER_KEY)")
+	fs.IntVar(&s.embedDims, "embedder-dimensions", 0, "dimensions to request from the embedder (0: its default)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	return fs, s
 }
@@ -136,8 +143,13 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	if err != nil {
 		return err
 	}
+	embedder, err := newEmbedder(s)
+	if err != nil {
+		return err
+	}
 	srv, err := retriever.New(retriever.Config{
-		Pool: pool, Policies: policies, Auth: verifierAuth{verifier}, Audit: writer,
+		Embedder: embedder,
+		Pool:     pool, Policies: policies, Auth: verifierAuth{verifier}, Audit: writer,
 		DefaultK: s.defaultK, MaxK: s.maxK, MaxBodyBytes: s.maxBody, StatementTimeout: s.statementTimeout,
 		TrustedProxies: proxies, Logger: logger,
 	})
@@ -300,4 +312,25 @@ func walkYAML(path string, fn func(string, os.FileInfo)) error {
 		}
 		return nil
 	})
+}
+
+// newEmbedder configures query-text embedding, or returns nil when no
+// embedder URL is set.
+func newEmbedder(s *serveSettings) (retriever.Embedder, error) {
+	if s.embedURL == "" {
+		return nil, nil
+	}
+	key := os.Getenv(envPrefix + "EMBEDDER_KEY")
+	if s.embedKeyFile != "" {
+		b, err := os.ReadFile(s.embedKeyFile)
+		if err != nil {
+			return nil, usagef("--embedder-key-file: %v", err)
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	c, err := embed.New(embed.Config{URL: s.embedURL, Model: s.embedModel, APIKey: key, Dimensions: s.embedDims})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return c, nil
 }

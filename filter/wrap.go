@@ -1,0 +1,144 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ragfence/ragfence/policy"
+	"github.com/ragfence/ragfence/rewrite"
+)
+
+// Querier is what Wrap wraps: *pgxpool.Pool, *pgx.Conn and pgx.Tx all are.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// DB runs statements through the policy: every statement is rewritten for
+// the subject in its context before it reaches the database. It fails
+// closed: no subject in the context, a write, or anything the rewriter
+// cannot make safe is an error, never an unfiltered query.
+type DB struct {
+	q    Querier
+	p    *Policy
+	rw   *rewrite.Rewriter
+	mode rewrite.Mode
+}
+
+// Option configures Wrap.
+type Option func(*DB)
+
+// WithSearchPath tells the rewriter the connection's search_path (default
+// "public"), so unqualified names resolve as PostgreSQL resolves them.
+func WithSearchPath(schemas ...string) Option {
+	return func(db *DB) { db.rw = rewrite.New(db.p.Set(), schemas) }
+}
+
+// Untrusted runs statements in strict mode, for SQL an AI agent generated or
+// an end user typed (see package rewrite for the threat model). By default
+// statements are the application's own and run in trusted mode.
+func Untrusted() Option {
+	return func(db *DB) { db.mode = rewrite.Strict }
+}
+
+// Wrap returns q filtered by p.
+func Wrap(q Querier, p *Policy, opts ...Option) *DB {
+	db := &DB{q: q, p: p, rw: rewrite.New(p.Set(), []string{"public"}), mode: rewrite.Trusted}
+	for _, o := range opts {
+		o(db)
+	}
+	return db
+}
+
+type ctxKey int
+
+const (
+	subjectKey ctxKey = iota
+	agentKey
+	factsKey
+)
+
+// WithSubject returns ctx carrying the subject statements run for, as the
+// application's own authentication established it.
+func WithSubject(ctx context.Context, s *policy.Subject) context.Context {
+	return context.WithValue(ctx, subjectKey, s)
+}
+
+// WithAgent returns ctx carrying the AI agent acting for the subject.
+func WithAgent(ctx context.Context, agent string) context.Context {
+	return context.WithValue(ctx, agentKey, agent)
+}
+
+// WithRequestContext returns ctx carrying what the server knows about the
+// request (time, client IP) for context.* conditions. Without it, the time
+// is the time of the call and there is no client IP.
+func WithRequestContext(ctx context.Context, c policy.Context) context.Context {
+	return context.WithValue(ctx, factsKey, c)
+}
+
+// ErrNoSubjectInContext is returned for a statement run without WithSubject.
+var ErrNoSubjectInContext = &Error{Code: CodeNoSubject, Msg: "no subject in the context: call filter.WithSubject first"}
+
+// Rewrite returns the statement as it would run for ctx's subject, and the
+// arguments to bind (args followed by the policy's).
+func (db *DB) Rewrite(ctx context.Context, sql string, args ...any) (string, []any, error) {
+	s, _ := ctx.Value(subjectKey).(*policy.Subject)
+	if s == nil {
+		return "", nil, ErrNoSubjectInContext
+	}
+	req := Request{Subject: s, Context: policy.Context{Time: time.Now()}}
+	req.Agent, _ = ctx.Value(agentKey).(string)
+	if c, ok := ctx.Value(factsKey).(policy.Context); ok {
+		req.Context = c
+	}
+	res, err := db.rw.Rewrite(sql, rewrite.Request{Fragments: db.p.Fragments(req), Mode: db.mode, NArgs: len(args)})
+	if err != nil {
+		return "", nil, err
+	}
+	return res.SQL, append(append(make([]any, 0, len(args)+len(res.Args)), args...), res.Args...), nil
+}
+
+// Query runs a filtered query.
+func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	q, all, err := db.Rewrite(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return db.q.Query(ctx, q, all...)
+}
+
+// QueryRow runs a filtered query for one row; a refusal surfaces from Scan.
+func (db *DB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	q, all, err := db.Rewrite(ctx, sql, args...)
+	if err != nil {
+		return errRow{err}
+	}
+	return db.q.QueryRow(ctx, q, all...)
+}
+
+// Exec runs a filtered statement. Writes are refused: only a SELECT passes
+// the rewriter.
+func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	q, all, err := db.Rewrite(ctx, sql, args...)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return db.q.Exec(ctx, q, all...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// IsRefused reports whether err is a statement or request the filter
+// refused (as opposed to a database error).
+func IsRefused(err error) bool {
+	var fe *Error
+	var re *rewrite.Error
+	return errors.As(err, &fe) || errors.As(err, &re)
+}

@@ -1,0 +1,184 @@
+package rewrite
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	sq "github.com/Masterminds/squirrel"
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/ragfence/ragfence/policy"
+)
+
+// Mode says how far the statement's author is trusted.
+type Mode int
+
+const (
+	// Strict is for SQL an AI agent generated or an end user typed: only
+	// operators and functions that cannot fail on a row's data, so no
+	// predicate can reveal a hidden row through an error. The default.
+	Strict Mode = iota
+	// Trusted is for SQL the application's developers wrote: any allowlisted
+	// read-only function.
+	Trusted
+)
+
+// Fragment is a policy fragment for one table reference: a SQL condition
+// over the table's alias with ? placeholders (squirrel's Sqlizer), the
+// expressions to select its columns as (masked ones masked), and a Shape
+// that identifies its SQL text. *filter.Fragment implements it.
+type Fragment interface {
+	sq.Sqlizer
+	Masked() []string
+	Column(col string) sq.Sqlizer
+	Shape() string
+}
+
+// Fragments supplies the fragment of a protected resource for the table
+// alias the rewriter uses; filter.Policy.Fragments binds one to a request.
+// An error refuses the statement (code policy_refused, wrapping it).
+type Fragments func(resource, alias string) (Fragment, error)
+
+// Request is who a statement runs for and how far it is trusted.
+type Request struct {
+	Fragments Fragments
+	Mode      Mode
+	// NArgs is how many arguments the caller binds ($1..$NArgs).
+	NArgs int
+}
+
+// Result is a rewritten statement: SQL whose parameters are the caller's
+// $1..$NArgs followed by Args, which the caller appends to its own.
+type Result struct {
+	SQL  string
+	Args []any
+	// Fragments are the policy fragments injected, one per protected reference.
+	Fragments []Fragment
+}
+
+// Rewriter rewrites statements for one policy set and search path.
+type Rewriter struct {
+	set    *policy.Set
+	tables *tables
+	cache  *cache
+}
+
+// New returns a rewriter for the policy set on a connection whose
+// search_path is searchPath (schemas in order; pg_catalog always comes
+// first).
+func New(set *policy.Set, searchPath []string) *Rewriter {
+	return &Rewriter{set: set, tables: newTables(set, searchPath), cache: newCache(DefaultCacheSize)}
+}
+
+// Rewrite makes every reference to a protected table in sql yield only the
+// rows req's subject may see, or refuses the statement with an *Error.
+func (rw *Rewriter) Rewrite(sql string, req Request) (*Result, error) {
+	if req.Fragments == nil {
+		return nil, &Error{Code: CodePolicy, Msg: "no fragment source: the request has no policy bound", Position: -1, Err: errNoFragments}
+	}
+	key := cacheKey(sql, req)
+	if e, ok := rw.cache.get(key); ok {
+		if e.refusal != nil {
+			return nil, e.refusal
+		}
+		frags, args, shapes, err := rw.bind(e.placed, req.Fragments)
+		if err != nil {
+			return nil, err
+		}
+		if out, ok := e.variants[shapes]; ok {
+			return &Result{SQL: out, Args: args, Fragments: frags}, nil
+		}
+	}
+	res, placed, err := rw.rewrite(sql, req)
+	var refusal *Error
+	if err != nil {
+		if re, ok := err.(*Error); ok && re.Code != CodePolicy {
+			// The statement itself is refused, for every request.
+			refusal = re
+			rw.cache.put(key, nil, "", "", refusal)
+		}
+		return nil, err
+	}
+	var shapes strings.Builder
+	for _, f := range res.Fragments {
+		shapes.WriteString(f.Shape())
+		shapes.WriteByte(0)
+	}
+	rw.cache.put(key, placed, shapes.String(), res.SQL, nil)
+	return res, nil
+}
+
+// rewrite parses and rewrites without the cache.
+func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return nil, nil, &Error{Code: CodeSyntax, Msg: err.Error(), Position: -1, Err: err}
+	}
+	sel, err := singleSelect(tree)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := &walker{rw: rw, req: req, nextParam: req.NArgs + 1, masked: rw.maskedNames(tree)}
+	if err := w.checkParams(tree, req.NArgs); err != nil {
+		return nil, nil, err
+	}
+	w.selectStmt(sel, nil)
+	if w.err != nil {
+		return nil, nil, w.err
+	}
+	out, err := pg.Deparse(tree)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rewrite: deparse: %w", err)
+	}
+	return &Result{SQL: out, Args: w.args, Fragments: w.frags}, w.placed, nil
+}
+
+// singleSelect returns the one SELECT of tree, refusing anything else.
+func singleSelect(tree *pg.ParseResult) (*pg.SelectStmt, error) {
+	if len(tree.Stmts) != 1 {
+		return nil, refuse(CodeNotAQuery, -1, "give exactly one statement, not %d", len(tree.Stmts))
+	}
+	raw := tree.Stmts[0]
+	sel := raw.Stmt.GetSelectStmt()
+	if sel == nil {
+		kind := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", raw.Stmt.Node), "*pg_query.Node_"), "Stmt")
+		return nil, refuse(CodeNotAQuery, raw.StmtLocation, "only SELECT is allowed, not %s", kind)
+	}
+	return sel, nil
+}
+
+// checkParams refuses $n beyond the caller's arguments.
+func (w *walker) checkParams(tree *pg.ParseResult, nargs int) error {
+	var err error
+	var visit func(*pg.Node)
+	visit = func(n *pg.Node) {
+		if p := n.GetParamRef(); p != nil && err == nil && (p.Number < 1 || int(p.Number) > nargs) {
+			err = refuse(CodeParam, p.Location, "$%d is used but %d argument(s) were given", p.Number, nargs)
+		}
+		eachChild(n, visit)
+	}
+	visit(tree.Stmts[0].Stmt)
+	return err
+}
+
+// maskedNames are the masked columns of every protected table the statement
+// names anywhere (CTEs shadowing them included: refusing too much is safe).
+func (rw *Rewriter) maskedNames(tree *pg.ParseResult) map[string]bool {
+	out := map[string]bool{}
+	var visit func(*pg.Node)
+	visit = func(n *pg.Node) {
+		if rv := n.GetRangeVar(); rv != nil {
+			if res, err := rw.tables.resolve(rv); err == nil && res != nil {
+				for _, m := range res.Masks {
+					out[m.Column] = true
+				}
+			}
+		}
+		eachChild(n, visit)
+	}
+	visit(tree.Stmts[0].Stmt)
+	return out
+}
+
+var errNoFragments = errors.New("rewrite: Request.Fragments is nil")

@@ -1,0 +1,328 @@
+package rewrite
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	sq "github.com/Masterminds/squirrel"
+	"github.com/jackc/pgx/v5"
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/ragfence/ragfence/policy"
+)
+
+// scope is the CTE names visible at a point of the statement.
+type scope struct {
+	names map[string]bool
+	outer *scope
+}
+
+func (s *scope) has(name string) bool {
+	for ; s != nil; s = s.outer {
+		if s.names[name] {
+			return true
+		}
+	}
+	return false
+}
+
+// walker rewrites one statement in place.
+type walker struct {
+	rw        *Rewriter
+	req       Request
+	nextParam int
+	args      []any
+	frags     []Fragment
+	masked    map[string]bool // names of masked columns of referenced resources
+	placed    []placement
+	err       error
+}
+
+func (w *walker) fail(e *Error) {
+	if w.err == nil {
+		w.err = e
+	}
+}
+
+func (w *walker) selectStmt(s *pg.SelectStmt, sc *scope) {
+	if s == nil || w.err != nil {
+		return
+	}
+	if s.IntoClause != nil {
+		w.fail(refuse(CodeWrite, -1, "SELECT INTO creates a table; only reads are allowed"))
+		return
+	}
+	if len(s.LockingClause) > 0 {
+		w.fail(refuse(CodeWrite, -1, "FOR UPDATE/SHARE locks rows; only plain reads are allowed"))
+		return
+	}
+	sc = w.withClause(s.WithClause, sc)
+	w.selectStmt(s.Larg, sc)
+	w.selectStmt(s.Rarg, sc)
+	for _, f := range s.FromClause {
+		w.fromItem(f, sc)
+	}
+	for _, t := range s.TargetList {
+		w.expr(t, sc, true)
+	}
+	for _, n := range []*pg.Node{s.WhereClause, s.HavingClause, s.LimitCount, s.LimitOffset} {
+		w.expr(n, sc, false)
+	}
+	for _, list := range [][]*pg.Node{s.GroupClause, s.SortClause, s.DistinctClause, s.WindowClause, s.ValuesLists} {
+		for _, n := range list {
+			w.expr(n, sc, false)
+		}
+	}
+}
+
+// withClause checks and rewrites CTE bodies and returns the scope the rest
+// of the statement sees. A CTE named like a protected table shadows it.
+func (w *walker) withClause(wc *pg.WithClause, sc *scope) *scope {
+	if wc == nil {
+		return sc
+	}
+	names := map[string]bool{}
+	inner := &scope{names: names, outer: sc}
+	if wc.Recursive {
+		for _, c := range wc.Ctes {
+			names[c.GetCommonTableExpr().Ctename] = true
+		}
+	}
+	for _, n := range wc.Ctes {
+		c := n.GetCommonTableExpr()
+		body := c.Ctequery.GetSelectStmt()
+		if body == nil {
+			w.fail(refuse(CodeWrite, c.Location, "WITH %s modifies data; only SELECT is allowed in WITH", c.Ctename))
+			return inner
+		}
+		bodyScope := inner
+		if !wc.Recursive {
+			visible := make(map[string]bool, len(names))
+			for k := range names {
+				visible[k] = true
+			}
+			bodyScope = &scope{names: visible, outer: sc}
+		}
+		w.selectStmt(body, bodyScope)
+		names[c.Ctename] = true
+	}
+	return inner
+}
+
+func (w *walker) fromItem(n *pg.Node, sc *scope) {
+	if n == nil || w.err != nil {
+		return
+	}
+	switch x := n.Node.(type) {
+	case *pg.Node_RangeVar:
+		w.rangeVar(n, x.RangeVar, sc)
+	case *pg.Node_JoinExpr:
+		w.fromItem(x.JoinExpr.Larg, sc)
+		w.fromItem(x.JoinExpr.Rarg, sc)
+		w.expr(x.JoinExpr.Quals, sc, false)
+	case *pg.Node_RangeSubselect:
+		w.selectStmt(x.RangeSubselect.Subquery.GetSelectStmt(), sc)
+	case *pg.Node_RangeFunction, *pg.Node_RangeTableFunc:
+		w.fail(refuse(CodeTableFunction, location(n), "functions in FROM are not allowed; select from declared tables"))
+	case *pg.Node_RangeTableSample:
+		w.fail(refuse(CodeExpression, location(n), "TABLESAMPLE is not supported"))
+	default:
+		w.fail(refuse(CodeExpression, location(n), "%s is not supported in FROM", nodeKind(n)))
+	}
+}
+
+// rangeVar replaces a reference to a protected table with a subquery that
+// yields only the permitted rows, masked columns masked.
+func (w *walker) rangeVar(n *pg.Node, rv *pg.RangeVar, sc *scope) {
+	if rv.Schemaname == "" && sc.has(rv.Relname) {
+		return // a CTE
+	}
+	res, err := w.rw.tables.resolve(rv)
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	if res == nil {
+		return // declared unfiltered
+	}
+	sub, err := w.filtered(res, rv)
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	alias := rv.Alias
+	if alias == nil {
+		alias = &pg.Alias{Aliasname: rv.Relname}
+	}
+	n.Node = &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{Subquery: sub, Alias: alias}}
+}
+
+// filtered builds SELECT <columns> FROM [ONLY] table WHERE <fragment>.
+func (w *walker) filtered(res *policy.Resource, rv *pg.RangeVar) (*pg.Node, *Error) {
+	frag, err := fragment(res, w.req.Fragments)
+	if err != nil {
+		return nil, &Error{Code: CodePolicy, Msg: err.Error(), Position: int(rv.Location), Err: err}
+	}
+	sql, args, rerr := subquery(res, frag, rv.Inh)
+	if rerr != nil {
+		rerr.Position = int(rv.Location)
+		return nil, rerr
+	}
+	sql = renumber(sql, w.nextParam)
+	w.nextParam += len(args)
+	w.args = append(w.args, args...)
+	w.frags = append(w.frags, frag)
+	w.placed = append(w.placed, placement{res: res, inh: rv.Inh})
+	tree, perr := pg.Parse(sql)
+	if perr != nil {
+		return nil, &Error{Code: CodePolicy, Msg: fmt.Sprintf("internal: the filtered subquery does not parse: %v", perr), Position: -1, Err: perr}
+	}
+	return tree.Stmts[0].Stmt, nil
+}
+
+// placement is one protected reference the rewrite filtered, in order.
+type placement struct {
+	res *policy.Resource
+	inh bool
+}
+
+// innerAlias is how the filtered subquery names its table.
+func innerAlias(res *policy.Resource) string {
+	_, table := res.TableName()
+	if strings.HasPrefix(table, "ragfence_") {
+		return "t"
+	}
+	return table
+}
+
+// fragment asks for res's fragment under the subquery's table alias.
+func fragment(res *policy.Resource, frags Fragments) (Fragment, error) {
+	return frags(res.Name, innerAlias(res))
+}
+
+// subquery renders the filtered subquery with ? placeholders, and its
+// arguments in placeholder order.
+func subquery(res *policy.Resource, frag Fragment, inh bool) (string, []any, *Error) {
+	schema, table := res.TableName()
+	from := pgx.Identifier{table}.Sanitize()
+	if schema != "" {
+		from = pgx.Identifier{schema, table}.Sanitize()
+	}
+	if !inh {
+		from = "ONLY " + from
+	}
+	b := sq.Select().From(from + " AS " + pgx.Identifier{innerAlias(res)}.Sanitize()).Where(frag)
+	if masked := frag.Masked(); len(masked) == 0 {
+		b = b.Column("*")
+	} else if res.Columns == nil {
+		return "", nil, refuse(CodeMissingColumns, -1,
+			"resource %s masks %s; list its columns in the policy (columns:) so the rewriter can mask them", res.Name, strings.Join(masked, ", "))
+	} else {
+		for _, col := range res.Columns {
+			b = b.Column(sq.Alias(frag.Column(col), pgx.Identifier{col}.Sanitize()))
+		}
+	}
+	sql, args, err := b.ToSql()
+	if err != nil {
+		return "", nil, &Error{Code: CodePolicy, Msg: err.Error(), Position: -1, Err: err}
+	}
+	return sql, args, nil
+}
+
+// expr checks an expression and rewrites the subqueries inside it.
+func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool) {
+	if n == nil || w.err != nil {
+		return
+	}
+	switch x := n.Node.(type) {
+	case *pg.Node_SelectStmt:
+		w.selectStmt(x.SelectStmt, sc)
+		return
+	case *pg.Node_SubLink:
+		w.expr(x.SubLink.Testexpr, sc, inTarget)
+		w.selectStmt(x.SubLink.Subselect.GetSelectStmt(), sc)
+		return
+	case *pg.Node_RangeVar, *pg.Node_JoinExpr, *pg.Node_RangeSubselect, *pg.Node_RangeFunction, *pg.Node_RangeTableFunc:
+		w.fromItem(n, sc)
+		return
+	case *pg.Node_FuncCall:
+		w.funcCall(x.FuncCall)
+	case *pg.Node_ColumnRef:
+		w.columnRef(x.ColumnRef, inTarget)
+	}
+	if w.req.Mode == Strict {
+		w.strict(n)
+	}
+	eachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget) })
+}
+
+func (w *walker) columnRef(c *pg.ColumnRef, inTarget bool) {
+	if inTarget || len(c.Fields) == 0 {
+		return
+	}
+	name := c.Fields[len(c.Fields)-1].GetString_().GetSval()
+	if w.masked[name] {
+		w.fail(refuse(CodeMaskedColumn, c.Location,
+			"column %s is masked by the policy: it may be selected, not used to filter, join, group or order", name))
+	}
+}
+
+func (w *walker) funcCall(f *pg.FuncCall) {
+	parts := make([]string, len(f.Funcname))
+	for i, p := range f.Funcname {
+		parts[i] = p.GetString_().GetSval()
+	}
+	name := parts[len(parts)-1]
+	qualifiedOK := len(parts) == 1 || (len(parts) == 2 && parts[0] == "pg_catalog")
+	allowed := trustedFunctions
+	if w.req.Mode == Strict {
+		allowed = strictFunctions
+	}
+	if !qualifiedOK || !allowed[name] {
+		w.fail(refuse(CodeFunction, f.Location, "function %s is not allowed%s", strings.Join(parts, "."), modeHint(w.req.Mode, trustedFunctions[name])))
+	}
+}
+
+func modeHint(m Mode, trusted bool) string {
+	if m == Strict && trusted {
+		return " in strict mode (it can fail on a row's data and reveal it through the error)"
+	}
+	return ""
+}
+
+// location returns a node's location, or -1.
+func location(n *pg.Node) int32 {
+	if n == nil || n.Node == nil {
+		return -1
+	}
+	if l, ok := reflect.ValueOf(n.Node).Elem().Field(0).Interface().(interface{ GetLocation() int32 }); ok {
+		return l.GetLocation()
+	}
+	return -1
+}
+
+func nodeKind(n *pg.Node) string {
+	return strings.TrimPrefix(fmt.Sprintf("%T", n.Node), "*pg_query.Node_")
+}
+
+// renumber turns the ? placeholders of squirrel-built SQL into $first,
+// $first+1, ..., and each ?? (squirrel's escape) back into a literal ?.
+func renumber(sql string, first int) string {
+	var b strings.Builder
+	n := first
+	for i := 0; i < len(sql); i++ {
+		switch {
+		case sql[i] != '?':
+			b.WriteByte(sql[i])
+		case i+1 < len(sql) && sql[i+1] == '?':
+			b.WriteByte('?')
+			i++
+		default:
+			b.WriteString("$" + strconv.Itoa(n))
+			n++
+		}
+	}
+	return b.String()
+}

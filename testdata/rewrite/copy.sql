@@ -1,0 +1,1 @@
+COPY chunks TO STDOUT

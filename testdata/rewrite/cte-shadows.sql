@@ -1,0 +1,1 @@
+WITH chunks AS (SELECT 1 AS id) SELECT id FROM chunks

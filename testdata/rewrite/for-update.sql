@@ -1,0 +1,1 @@
+SELECT id FROM chunks FOR UPDATE

@@ -1,0 +1,1 @@
+INSERT INTO chunks (id) VALUES (1)

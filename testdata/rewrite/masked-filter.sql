@@ -1,0 +1,1 @@
+SELECT id FROM chunks WHERE contact_email LIKE '%@acme.test'

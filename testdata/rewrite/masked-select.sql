@@ -1,0 +1,1 @@
+SELECT id, contact_email FROM chunks

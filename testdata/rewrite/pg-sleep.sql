@@ -1,0 +1,1 @@
+SELECT id FROM chunks WHERE pg_sleep(1) IS NULL

@@ -1,0 +1,1 @@
+SELECT "C".id FROM CHUNKS "C", Chunks

@@ -1,0 +1,1 @@
+SELECT (SELECT count(*) FROM chunks) AS n, label FROM labels

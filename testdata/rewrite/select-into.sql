@@ -1,0 +1,1 @@
+SELECT * INTO stolen FROM chunks

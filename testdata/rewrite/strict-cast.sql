@@ -1,0 +1,1 @@
+SELECT id FROM chunks WHERE content::int = 3

@@ -1,0 +1,1 @@
+SELECT id FROM chunks WHERE 1 / (classification - 2) = 0

@@ -1,0 +1,2 @@
+-- mode: trusted
+SELECT current_setting($1), id FROM chunks

@@ -1,0 +1,1 @@
+SELECT id, content FROM chunks ORDER BY embedding <=> $1 LIMIT 5

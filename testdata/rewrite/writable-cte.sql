@@ -1,0 +1,1 @@
+WITH gone AS (DELETE FROM chunks RETURNING id) SELECT id FROM gone
