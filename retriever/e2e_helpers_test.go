@@ -214,6 +214,7 @@ type serverOptions struct {
 	// auditPool is where the audit writer writes; default the fixture's.
 	auditPool *pgxpool.Pool
 	now       time.Time // default: fixedNow
+	embedder  retriever.Embedder
 }
 
 // newServer builds a retriever on the fixture's database (or opt.pool) with
@@ -251,7 +252,7 @@ func newServer(t *testing.T, opt serverOptions) *testServer {
 	now := opt.now
 	ts.srv, err = retriever.New(retriever.Config{
 		Pool: opt.pool, Policies: retriever.StaticPolicy(f.policy), Auth: verifierAuth{f.verifier},
-		Audit: w, Logger: logger, Now: func() time.Time { return now },
+		Audit: w, Logger: logger, Now: func() time.Time { return now }, Embedder: opt.embedder,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -212,7 +212,7 @@ func listenAndServe(ctx context.Context, s *serveSettings, srv *retriever.Server
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	fmt.Fprintf(out, "serve: listening on %s (policy version %s)\n", ln.Addr(), policies.Load().Version())
 	logger.Info("listening", "addr", ln.Addr().String(), "policy_version", policies.Load().Version())
-	go watchPolicy(ctx, policies, s.poll, logger)
+	watchPolicy(ctx, policies, s.poll, logger)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -235,38 +235,46 @@ func listenAndServe(ctx context.Context, s *serveSettings, srv *retriever.Server
 	return nil
 }
 
-// watchPolicy reloads the policy on SIGHUP and when its files change. An
-// invalid policy keeps the old one and logs why.
+// watchPolicy reloads the policy on SIGHUP and when its files change, until
+// ctx ends. An invalid policy keeps the old one and logs why. It subscribes
+// and takes the files' first stamp before returning, so no change made
+// after it returns is missed.
 func watchPolicy(ctx context.Context, policies *retriever.PolicyStore, every time.Duration, logger *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var tick <-chan time.Time
-	if every > 0 {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		tick = t.C
-	}
 	last := policyStamp(policies.Paths())
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		case <-tick:
-			stamp := policyStamp(policies.Paths())
-			if stamp == last {
-				continue
+	go func() {
+		defer signal.Stop(hup)
+		var tick <-chan time.Time
+		if every > 0 {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			tick = t.C
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			case <-tick:
+				stamp := policyStamp(policies.Paths())
+				if stamp == last {
+					continue
+				}
+				last = stamp
 			}
-			last = stamp
+			reload(policies, logger)
 		}
-		changed, err := policies.Reload()
-		switch {
-		case err != nil:
-			logger.Error("policy reload failed; keeping the current policy", "error", oneLine(err.Error()))
-		case changed:
-			logger.Info("policy reloaded", "policy_version", policies.Load().Version())
-		}
+	}()
+}
+
+func reload(policies *retriever.PolicyStore, logger *slog.Logger) {
+	changed, err := policies.Reload()
+	switch {
+	case err != nil:
+		logger.Error("policy reload failed; keeping the current policy", "error", oneLine(err.Error()))
+	case changed:
+		logger.Info("policy reloaded", "policy_version", policies.Load().Version())
 	}
 }
 
