@@ -9,6 +9,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ragfence/ragfence/internal/pgwalk"
 	"github.com/ragfence/ragfence/policy"
 )
 
@@ -168,7 +169,7 @@ func (tr *transformer) node(n *pg.Node) {
 	case *pg.Node_SubLink:
 		tr.subLink(x.SubLink)
 	default:
-		eachChild(n, tr.node)
+		pgwalk.EachChild(n, tr.node)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	sq "github.com/Masterminds/squirrel"
 	pg "github.com/pganalyze/pg_query_go/v5"
 
+	"github.com/ragfence/ragfence/internal/pgwalk"
 	"github.com/ragfence/ragfence/policy"
 )
 
@@ -128,8 +129,13 @@ func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, erro
 		return nil, nil, w.err
 	}
 	out, err := pg.Deparse(tree)
+	if err == nil {
+		// pg_query's deparser has gaps (it writes (1).a as 1.a): a
+		// statement PostgreSQL would not parse back is refused, not sent.
+		_, err = pg.Parse(out)
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("rewrite: deparse: %w", err)
+		return nil, nil, &Error{Code: CodeExpression, Msg: "the statement cannot be rewritten faithfully: " + err.Error(), Position: -1, Err: err}
 	}
 	return &Result{SQL: out, Args: w.args, Fragments: w.frags}, w.placed, nil
 }
@@ -156,7 +162,7 @@ func (w *walker) checkParams(tree *pg.ParseResult, nargs int) error {
 		if p := n.GetParamRef(); p != nil && err == nil && (p.Number < 1 || int(p.Number) > nargs) {
 			err = refuse(CodeParam, p.Location, "$%d is used but %d argument(s) were given", p.Number, nargs)
 		}
-		eachChild(n, visit)
+		pgwalk.EachChild(n, visit)
 	}
 	visit(tree.Stmts[0].Stmt)
 	return err
@@ -175,7 +181,7 @@ func (rw *Rewriter) maskedNames(tree *pg.ParseResult) map[string]bool {
 				}
 			}
 		}
-		eachChild(n, visit)
+		pgwalk.EachChild(n, visit)
 	}
 	visit(tree.Stmts[0].Stmt)
 	return out

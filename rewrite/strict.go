@@ -49,16 +49,46 @@ func (w *walker) strictAExpr(e *pg.A_Expr) {
 			op = e.Name[len(e.Name)-1].GetString_().GetSval()
 		}
 		w.fail(refuse(CodeOperator, e.Location, "operator %s can fail on a row's data (or is not a built-in); it is not allowed in strict mode", op))
+		return
+	}
+	// The operator spelling of LIKE (~~, ~~*, !~~, !~~*) and LIKE ANY/ALL
+	// (ARRAY[...]) need a constant pattern just as LIKE does.
+	if likeOperators[e.Name[0].GetString_().GetSval()] && !constant(e.Rexpr) {
+		w.fail(refuse(CodeOperator, e.Location, "LIKE with a pattern from a column can fail on a row's data; use a constant pattern"))
 	}
 }
 
-// constant is a literal or a parameter, possibly cast.
+// likeOperators are LIKE and ILIKE as operators: a malformed pattern raises
+// an error, so the pattern must be a constant.
+var likeOperators = setOf("~~", "!~~", "~~*", "!~~*")
+
+// strictSubLink checks the operator of x op ANY/ALL (SELECT ...): it is
+// applied to the subquery's rows, so it must not fail on data either, and a
+// LIKE pattern from the subquery is a pattern from a column.
+func (w *walker) strictSubLink(s *pg.SubLink) {
+	if len(s.OperName) == 0 {
+		return // IN, EXISTS, a scalar or ARRAY subquery
+	}
+	op := s.OperName[len(s.OperName)-1].GetString_().GetSval()
+	if len(s.OperName) != 1 || !strictOperators[op] || likeOperators[op] {
+		w.fail(refuse(CodeOperator, s.Location, "operator %s applied to a subquery's rows can fail on a row's data; it is not allowed in strict mode", op))
+	}
+}
+
+// constant is a literal or a parameter, possibly cast, or an ARRAY[...] of them.
 func constant(n *pg.Node) bool {
 	switch x := n.GetNode().(type) {
 	case *pg.Node_AConst, *pg.Node_ParamRef:
 		return true
 	case *pg.Node_TypeCast:
 		return constant(x.TypeCast.Arg)
+	case *pg.Node_AArrayExpr:
+		for _, e := range x.AArrayExpr.Elements {
+			if !constant(e) {
+				return false
+			}
+		}
+		return true
 	}
 	return false
 }

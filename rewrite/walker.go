@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	pg "github.com/pganalyze/pg_query_go/v5"
 
+	"github.com/ragfence/ragfence/internal/pgwalk"
 	"github.com/ragfence/ragfence/policy"
 )
 
@@ -147,6 +148,11 @@ func (w *walker) rangeVar(n *pg.Node, rv *pg.RangeVar, sc *scope) {
 	if res == nil {
 		return // declared unfiltered
 	}
+	if name := captured(res, sc); name != "" {
+		w.fail(refuse(CodeExpression, rv.Location,
+			"WITH %s would stand in for the table %s that the policy of %s reads; rename the CTE", name, name, res.Name))
+		return
+	}
 	sub, err := w.filtered(res, rv)
 	if err != nil {
 		w.fail(err)
@@ -157,6 +163,24 @@ func (w *walker) rangeVar(n *pg.Node, rv *pg.RangeVar, sc *scope) {
 		alias = &pg.Alias{Aliasname: rv.Relname}
 	}
 	n.Node = &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{Subquery: sub, Alias: alias}}
+}
+
+// captured returns the name of a CTE in scope that the filtered subquery
+// of res would read instead of a table (res's own or a relation's, named
+// unqualified in the subquery), or "". A CTE named like a relation would
+// otherwise let the statement decide which rows the policy grants.
+func captured(res *policy.Resource, sc *scope) string {
+	found := ""
+	check := func(schema, name string) {
+		if schema == "" && sc.has(name) && (found == "" || name < found) {
+			found = name
+		}
+	}
+	check(res.TableName())
+	for _, rel := range res.Relations {
+		check(rel.TableName())
+	}
+	return found
 }
 
 // filtered builds SELECT <columns> FROM [ONLY] table WHERE <fragment>.
@@ -233,7 +257,8 @@ func subquery(res *policy.Resource, frag Fragment, inh bool) (string, []any, *Er
 
 // expr checks an expression and rewrites the subqueries inside it.
 func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool) {
-	if n == nil || w.err != nil {
+	// An empty node is no expression: plain DISTINCT is a list holding one.
+	if n == nil || n.Node == nil || w.err != nil {
 		return
 	}
 	switch x := n.Node.(type) {
@@ -241,6 +266,9 @@ func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool) {
 		w.selectStmt(x.SelectStmt, sc)
 		return
 	case *pg.Node_SubLink:
+		if w.req.Mode == Strict {
+			w.strictSubLink(x.SubLink)
+		}
 		w.expr(x.SubLink.Testexpr, sc, inTarget)
 		w.selectStmt(x.SubLink.Subselect.GetSelectStmt(), sc)
 		return
@@ -255,7 +283,7 @@ func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool) {
 	if w.req.Mode == Strict {
 		w.strict(n)
 	}
-	eachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget) })
+	pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget) })
 }
 
 func (w *walker) columnRef(c *pg.ColumnRef, inTarget bool) {

@@ -21,28 +21,15 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := newFlags("query", "query --db URL --policy PATH --subject FILE [--agent ID] [--context FILE] [--untrusted] SQL [ARG...]\n\n"+
 		"ARGs bind $1, $2, ... as text; PostgreSQL converts them to the parameter's type\n"+
 		"(e.g. '[0.1,0.2,...]' for a vector). A refused statement exits 2 with error: CODE: message.", out)
-	db := dbFlag(fs)
-	var paths multiFlag
-	fs.Var(&paths, "policy", "policy file or folder (repeatable)")
-	subjectFile := fs.String("subject", "", "subject JSON file")
-	agent := fs.String("agent", "", "the AI agent acting for the subject")
-	contextFile := fs.String("context", "", "context JSON file (default: now, no IP)")
+	as := asSubjectFlags(fs)
 	untrusted := fs.Bool("untrusted", false, "strict mode, for SQL an agent generated or a user typed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if len(paths) == 0 || *subjectFile == "" || fs.NArg() == 0 {
-		return usagef("--policy, --subject and the SQL are required")
+	if fs.NArg() == 0 {
+		return usagef("the SQL statement is required")
 	}
-	set, err := loadPolicy(errOut, paths...)
-	if err != nil {
-		return err
-	}
-	p, req, err := explainRequest(set, *subjectFile, *contextFile, *agent, "")
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, *db)
+	p, req, conn, err := as.open(ctx, errOut)
 	if err != nil {
 		return err
 	}

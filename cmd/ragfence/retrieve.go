@@ -17,33 +17,20 @@ func init() {
 
 func runRetrieve(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := newFlags("retrieve", "retrieve --db URL --policy PATH --subject FILE --request FILE [--agent ID] [--context FILE] [--json]", out)
-	db := dbFlag(fs)
-	var paths multiFlag
-	fs.Var(&paths, "policy", "policy file or folder (repeatable)")
-	subjectFile := fs.String("subject", "", "subject JSON file")
+	as := asSubjectFlags(fs)
 	requestFile := fs.String("request", "", `request JSON file, as POST /v1/retrieve takes it: {"collection", "embedding", "k"}`)
-	agent := fs.String("agent", "", "the AI agent acting for the subject")
-	contextFile := fs.String("context", "", "context JSON file (default: now, no IP)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if len(paths) == 0 || *subjectFile == "" || *requestFile == "" {
-		return usagef("--policy, --subject and --request are required")
+	if *requestFile == "" {
+		return usagef("--request is required")
 	}
 	q, err := readQuery(*requestFile)
 	if err != nil {
 		return err
 	}
-	set, err := loadPolicy(errOut, paths...)
-	if err != nil {
-		return err
-	}
-	p, req, err := explainRequest(set, *subjectFile, *contextFile, *agent, "")
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, *db)
+	p, req, conn, err := as.open(ctx, errOut)
 	if err != nil {
 		return err
 	}

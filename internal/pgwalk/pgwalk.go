@@ -1,4 +1,6 @@
-package rewrite
+// Package pgwalk walks pg_query parse trees generically, so walkers only
+// spell out the node types they care about.
+package pgwalk
 
 import (
 	"reflect"
@@ -7,10 +9,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// eachChild calls fn for every *pg.Node directly below n, through any
+
+// EachChild calls fn for every *pg.Node directly below n, through any
 // message in between (a ResTarget, a TypeName, a CaseWhen): the walk does
 // not need to know every node type, so none is skipped by omission.
-func eachChild(n *pg.Node, fn func(*pg.Node)) {
+func EachChild(n *pg.Node, fn func(*pg.Node)) {
 	if n == nil || n.Node == nil {
 		return
 	}
