@@ -47,6 +47,11 @@ func Untrusted() Option {
 }
 
 // Wrap returns q filtered by p.
+//
+// Vector searches: with an HNSW index, a selective policy can make the
+// index scan yield fewer than k permitted rows unless pgvector's iterative
+// scans are on. Turn them on for the connections Wrap uses, e.g. in
+// pgxpool.Config.AfterConnect: SET hnsw.iterative_scan = strict_order.
 func Wrap(q Querier, p *Policy, opts ...Option) *DB {
 	db := &DB{q: q, p: p, rw: rewrite.New(p.Set(), []string{"public"}), mode: rewrite.Trusted}
 	for _, o := range opts {

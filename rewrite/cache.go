@@ -50,6 +50,15 @@ func (c *cache) get(key string) (*entry, bool) {
 	return el.Value.(*entry), true
 }
 
+// variant returns e's rewritten SQL for the fragment shapes. It takes the
+// lock: put adds variants to entries other requests are reading.
+func (c *cache) variant(e *entry, shapes string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sql, ok := e.variants[shapes]
+	return sql, ok
+}
+
 // put records a rewrite (or a refusal) under key.
 func (c *cache) put(key string, placed []placement, shapes, sql string, refusal *Error) {
 	c.mu.Lock()

@@ -87,7 +87,7 @@ func (rw *Rewriter) Rewrite(sql string, req Request) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if out, ok := e.variants[shapes]; ok {
+		if out, ok := rw.cache.variant(e, shapes); ok {
 			return &Result{SQL: out, Args: args, Fragments: frags}, nil
 		}
 	}

@@ -53,6 +53,11 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	// A selective policy must not make an HNSW scan return fewer rows than
+	// the subject may see (pgvector >= 0.8); unknown settings are harmless.
+	if _, err := tx.Exec(ctx, "SET LOCAL hnsw.iterative_scan = strict_order"); err != nil {
+		return err
+	}
 	rows, err := filter.Wrap(tx, p, opts...).Query(qctx, fs.Arg(0), sqlArgs...)
 	if err != nil {
 		return refusal(err)
