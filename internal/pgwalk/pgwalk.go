@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-
 // EachChild calls fn for every *pg.Node directly below n, through any
 // message in between (a ResTarget, a TypeName, a CaseWhen): the walk does
 // not need to know every node type, so none is skipped by omission.
