@@ -179,13 +179,14 @@ type RuleState struct {
 // shape is everything about a request that changes the fragment's SQL text:
 // the agent and which attributes are missing. Values never do.
 type shape struct {
-	key      string // shapeKey
-	outcome  Outcome
-	reason   string
-	tmpl     template
-	rules    []RuleState
-	masks    map[string]template // masked column -> CASE WHEN ... THEN col END
-	rendered sync.Map            // alias -> *rendered
+	key       string // shapeKey
+	outcome   Outcome
+	reason    string
+	tmpl      template
+	rules     []RuleState
+	masks     map[string]template // masked column -> CASE WHEN ... THEN col END
+	rendered  sync.Map            // alias -> *rendered
+	maskCache sync.Map            // alias + "\x00" + column -> *rendered
 }
 
 type rendered struct {

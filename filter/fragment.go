@@ -86,12 +86,35 @@ func (f *Fragment) Masked() []string {
 // column, or, for a masked column, a CASE that reads NULL unless the mask's
 // condition holds for the row.
 func (f *Fragment) Column(col string) squirrel.Sqlizer {
-	m, ok := f.shape.masks[col]
-	if !ok {
+	r := f.maskRendered(col)
+	if r == nil {
 		return squirrel.Expr(f.alias + "." + quoteIdent(col))
 	}
-	r := renderTemplate(m, f.alias, f.res.attrIndex)
 	return squirrel.Expr(r.sql, bind(r, f.vals)...)
+}
+
+// ColumnArgs returns the arguments of Column(col), without rendering it.
+func (f *Fragment) ColumnArgs(col string) []any {
+	r := f.maskRendered(col)
+	if r == nil {
+		return nil
+	}
+	return bind(r, f.vals)
+}
+
+// maskRendered is the masked column's expression for f's alias, rendered
+// once per shape, or nil when col is not masked.
+func (f *Fragment) maskRendered(col string) *rendered {
+	m, ok := f.shape.masks[col]
+	if !ok {
+		return nil
+	}
+	key := f.alias + "\x00" + col
+	if r, ok := f.shape.maskCache.Load(key); ok {
+		return r.(*rendered)
+	}
+	r, _ := f.shape.maskCache.LoadOrStore(key, renderTemplate(m, f.alias, f.res.attrIndex))
+	return r.(*rendered)
 }
 
 // Fragment compiles the named resource's policy for a request. It fails with

