@@ -16,10 +16,14 @@
 // re-parses, and every protected reference in it sits under its policy.
 //
 // Names resolve as PostgreSQL resolves them: unquoted names fold to lower
-// case, and an unqualified name is looked up in the first schema of the
-// search path the Rewriter was given (pg_catalog always comes first, so
-// pg_* names are the system's). A name the policy neither protects nor lists
-// as unfiltered is refused, never read unfiltered.
+// case, and an unqualified name is looked up along the search path the
+// Rewriter was given, schema by schema (pg_catalog always comes first, so
+// pg_* names are the system's). The rewriter knows only the tables the
+// policy declares: the first declared match wins, and the rewritten
+// statement names that declared table, so an undeclared table of the same
+// name earlier on the path is never read in its place. A name the policy
+// neither protects nor lists as unfiltered is refused, never read
+// unfiltered.
 //
 // # Refused statements
 //

@@ -93,3 +93,44 @@ func render(t *testing.T, rw *rewrite.Rewriter, p *filter.Policy, sql string) st
 	}
 	return b.String()
 }
+
+// TestSearchPath: an unqualified name is found along the search path, and
+// an unfiltered table found in a later schema is qualified so that no
+// undeclared table of the same name earlier on the path is read instead.
+func TestSearchPath(t *testing.T) {
+	set, err := policy.Parse(policy.Source{Name: "p.yaml", Data: []byte(`version: 1
+unfiltered: [ref.labels]
+resources:
+  docs:
+    table: kb.docs
+    tenant: tenant_id
+    allow:
+      - name: all
+        when: "true"
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := filter.Compile(set)
+	req := rewrite.Request{Fragments: p.Fragments(goldenSubject()), Mode: rewrite.Strict}
+	for _, tc := range []struct {
+		path []string
+		sql  string
+		want string // a substring of the output, or an error code
+	}{
+		{[]string{"public", "kb", "ref"}, "SELECT id FROM docs", "FROM kb.docs docs WHERE"},
+		{[]string{"public", "kb", "ref"}, "SELECT label FROM labels", "FROM ref.labels"},
+		{[]string{"ref"}, "SELECT label FROM labels", "FROM labels"},
+		{[]string{"public"}, "SELECT id FROM docs", string(rewrite.CodeUndeclared)},
+		{[]string{"public", "kb"}, "SELECT label FROM labels", string(rewrite.CodeUndeclared)},
+	} {
+		res, err := rewrite.New(set, tc.path).Rewrite(tc.sql, req)
+		got := string(rewrite.CodeOf(err))
+		if err == nil {
+			got = res.SQL
+		}
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("path %v: %s\n  got  %s\n  want %s", tc.path, tc.sql, got, tc.want)
+		}
+	}
+}

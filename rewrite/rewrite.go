@@ -182,7 +182,7 @@ func (rw *Rewriter) maskedNames(tree *pg.ParseResult) map[string]bool {
 	var visit func(*pg.Node)
 	visit = func(n *pg.Node) {
 		if rv := n.GetRangeVar(); rv != nil {
-			if res, err := rw.tables.resolve(rv); err == nil && res != nil {
+			if res, _, err := rw.tables.resolve(rv); err == nil && res != nil {
 				for _, m := range res.Masks {
 					out[m.Column] = true
 				}

@@ -140,13 +140,14 @@ func (w *walker) rangeVar(n *pg.Node, rv *pg.RangeVar, sc *scope) {
 	if rv.Schemaname == "" && sc.has(rv.Relname) {
 		return // a CTE
 	}
-	res, err := w.rw.tables.resolve(rv)
+	res, schema, err := w.rw.tables.resolve(rv)
 	if err != nil {
 		w.fail(err)
 		return
 	}
 	if res == nil {
-		return // declared unfiltered
+		rv.Schemaname = schema // declared unfiltered
+		return
 	}
 	if name := captured(res, sc); name != "" {
 		w.fail(refuse(CodeExpression, rv.Location,
