@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"time"
 )
 
@@ -124,4 +125,19 @@ func splitTable(t string) (string, string) {
 		}
 	}
 	return "", t
+}
+
+// QuotedTable is the resource's table as a quoted SQL name, schema-qualified
+// when declared so.
+func (r *Resource) QuotedTable() string {
+	schema, table := r.TableName()
+	if schema == "" {
+		return quoteIdent(table)
+	}
+	return quoteIdent(schema) + "." + quoteIdent(table)
+}
+
+// quoteIdent quotes an identifier as PostgreSQL reads it.
+func quoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, "\x00", ""), `"`, `""`) + `"`
 }

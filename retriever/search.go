@@ -93,7 +93,7 @@ func searchSQL(p *filter.Policy, frag *filter.Fragment, q Query) (string, []any,
 		Column(sq.Alias(distance, "distance")).
 		Column(frag.Column(res.Content)).
 		Column(frag.Column(res.Metadata)).
-		From(pgx.Identifier(splitTable(res.Table)).Sanitize() + " AS " + alias).
+		From(res.QuotedTable() + " AS " + alias).
 		Where(frag)
 	if len(q.Filter) > 0 {
 		cond, err := q.Filter.sqlizer(res, frag.Column)
@@ -142,13 +142,4 @@ func run(ctx context.Context, db Beginner, sql string, args []any, opt Options) 
 		return nil, err
 	}
 	return out, tx.Commit(ctx)
-}
-
-func splitTable(t string) []string {
-	for i := len(t) - 1; i >= 0; i-- {
-		if t[i] == '.' {
-			return []string{t[:i], t[i+1:]}
-		}
-	}
-	return []string{t}
 }

@@ -230,11 +230,7 @@ func fragment(res *policy.Resource, frags Fragments) (Fragment, error) {
 // subquery renders the filtered subquery with ? placeholders, and its
 // arguments in placeholder order.
 func subquery(res *policy.Resource, frag Fragment, inh bool) (string, []any, *Error) {
-	schema, table := res.TableName()
-	from := pgx.Identifier{table}.Sanitize()
-	if schema != "" {
-		from = pgx.Identifier{schema, table}.Sanitize()
-	}
+	from := res.QuotedTable()
 	if !inh {
 		from = "ONLY " + from
 	}
