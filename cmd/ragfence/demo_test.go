@@ -196,45 +196,6 @@ func ids(rs []retriever.Result) []string {
 	return out
 }
 
-// shellSplit undoes shellJoin: words separated by spaces, '...' quoted.
-func shellSplit(t *testing.T, line string) []string {
-	t.Helper()
-	var words []string
-	var cur strings.Builder
-	inQuote, inWord := false, false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case inQuote && c == '\'':
-			inQuote = false
-		case inQuote:
-			cur.WriteByte(c)
-		case c == '\'':
-			inQuote, inWord = true, true
-		case c == '\\' && i+1 < len(line):
-			i++
-			cur.WriteByte(line[i])
-			inWord = true
-		case c == ' ':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if inQuote {
-		t.Fatalf("unbalanced quote in %q", line)
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words
-}
-
 // demoFiles lists what the demo wrote into dir.
 func demoFiles(t *testing.T, dir string) demo.Files {
 	t.Helper()
