@@ -9,7 +9,7 @@ ADDR ?= :8080
 # and prints the two URLs; every target that needs a database goes through it.
 DBENV = eval "$$(scripts/devdb.sh --quiet)"
 
-.PHONY: run test db build vet unit generate check-generated clean help
+.PHONY: run test bench bench-quick db build vet unit generate check-generated clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,10 +22,19 @@ run: build ## provision the database, migrate, seed the demo, serve on :8080 and
 	exec $(BIN) serve --db "$$DATABASE_URL" --policy ragfence-demo/policy.yaml \
 		--jwt-secret-file ragfence-demo/jwt-secret --addr $(ADDR)
 
-test: ## go vet and the whole test suite against a real PostgreSQL + pgvector
+test: ## go vet, the whole test suite and `ragfence bench --quick` against a real PostgreSQL + pgvector
 	@$(DBENV); export DATABASE_URL RAGFENCE_TEST_DATABASE_URL RAGFENCE_REQUIRE_DB=1; \
 	$(GO) vet ./... && \
 	$(GO) test -count=1 ./...
+	@$(MAKE) --no-print-directory bench-quick
+
+bench-quick: build ## the CI benchmark: fails if ragfence's recall@10 < 0.98 or it returns < k rows
+	@$(DBENV); $(BIN) bench --quick --db "$$DATABASE_URL" --markdown bench-quick.md
+	@grep -E '^- .*(met|MISSED)$$' bench-quick.md
+
+bench: build ## the full side-by-side benchmark; writes docs/bench/ (results.md, results.json, charts)
+	@$(DBENV); mkdir -p docs/bench; \
+	$(BIN) bench --db "$$DATABASE_URL" --markdown docs/bench/results.md --json docs/bench/results.json --charts docs/bench
 
 db: ## provision PostgreSQL + pgvector and print the database URLs
 	@scripts/devdb.sh
@@ -43,4 +52,4 @@ check-generated: generate ## fail if generated code is out of date
 	git diff --exit-code -- sqlc/store
 
 clean:
-	rm -rf bin ragfence-demo
+	rm -rf bin ragfence-demo bench-quick.md

@@ -71,8 +71,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// sharedEnv returns the shared fixture, set up by the first test that asks.
-func sharedEnv(t *testing.T) *e2eFixture {
+// sharedEnv returns the shared fixture, set up by the first test or
+// benchmark that asks.
+func sharedEnv(t testing.TB) *e2eFixture {
 	t.Helper()
 	fixtureOnce.Do(func() {
 		start := time.Now()

@@ -120,7 +120,7 @@ func (s *Server) serve(c echo.Context, x *exchange) (*Response, error) {
 	}
 	req := filter.Request{Subject: subject, Agent: id.Agent, Context: policy.Context{Time: x.start, IP: clientIP(c)}}
 	x.outcome = outcomeError
-	results, frag, err := Search(ctx, s.cfg.Pool, p, req, q, Options{StatementTimeout: s.cfg.StatementTimeout})
+	results, frag, err := Search(ctx, s.cfg.Pool, p, req, q, s.search)
 	var pgErr *pgconn.PgError
 	if len(q.Filter) > 0 && errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
 		// A data exception (such as "abc" for an integer column) comes from

@@ -10,6 +10,7 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	rows      prometheus.Histogram
 	decisions *prometheus.CounterVec
+	plans     *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool, audit AuditLog) *metrics {
@@ -28,11 +29,15 @@ func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool, audit AuditLog) *m
 			Name: "ragfence_decisions_total",
 			Help: "Authorization decisions, by outcome.",
 		}, []string{"outcome"}),
+		plans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragfence_search_plans_total",
+			Help: "Searches by plan: exact (permitted rows read and sorted) or index (iterative HNSW walk).",
+		}, []string{"plan"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.latency, m.rows, m.decisions,
+	reg.MustRegister(m.latency, m.rows, m.decisions, m.plans,
 		gauge("ragfence_audit_queue_depth", "Audit records waiting to be written.", func() float64 { return float64(audit.Depth()) }),
 		gauge("ragfence_db_pool_acquired_conns", "Database connections in use.", func() float64 { return float64(pool.Stat().AcquiredConns()) }),
 		gauge("ragfence_db_pool_idle_conns", "Idle database connections.", func() float64 { return float64(pool.Stat().IdleConns()) }),

@@ -1,10 +1,12 @@
 package retriever
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	sq "github.com/Masterminds/squirrel"
@@ -31,11 +33,47 @@ type Query struct {
 	MinScore *float64 `json:"min_score,omitempty"`
 }
 
-// Options tune how a search runs.
+// Options tune how a search runs; the zero value is the default strategy.
 type Options struct {
 	// StatementTimeout bounds the query; 0 means the server's default.
 	StatementTimeout time.Duration
+	// EfSearch is the smallest hnsw.ef_search, the candidate list of the
+	// index walk: larger finds more of the true nearest chunks and costs
+	// more. Selective policies walk with more (see EfFactor).
+	// 0 means DefaultEfSearch.
+	EfSearch int
+	// EfFactor scales ef_search with a policy's selectivity; 0 means
+	// DefaultEfFactor.
+	EfFactor int
+	// MaxScanTuples is hnsw.max_scan_tuples, how far an iterative index
+	// walk goes before the search falls back to an exact scan of the
+	// permitted rows. 0 means DefaultMaxScanTuples.
+	MaxScanTuples int
+	// Estimates caches the planner's estimate of how many rows each
+	// subject's policy lets through, to choose between PlanExact and
+	// PlanIndex; nil leaves the choice to the planner on every search.
+	Estimates *Estimates
+	// ExactRows is the estimate at or below which the search reads the
+	// permitted rows exactly; 0 means DefaultExactRows.
+	ExactRows int
+	// Overfetch is how many times k permitted rows the index walk collects
+	// before the re-sort keeps the nearest k: relaxed order finds rows in
+	// roughly, not exactly, increasing distance, and when the permitted
+	// rows lie away from the query the first k found are seldom the
+	// nearest. 0 means DefaultOverfetch.
+	Overfetch int
+	// StrictOrder walks the index with hnsw.iterative_scan = strict_order
+	// instead of relaxed_order (the search re-sorts either way).
+	StrictOrder bool
+	// OnPlan, when set, is told which plan each search ran.
+	OnPlan func(Plan)
 }
+
+// Defaults of Options, chosen with `ragfence bench` (see docs/performance.md).
+const (
+	DefaultEfSearch      = 100 // the floor; see EfFactor
+	DefaultMaxScanTuples = 20000
+)
 
 // Result is one chunk the subject may see. Masked columns read as null.
 type Result struct {
@@ -49,15 +87,19 @@ type Result struct {
 // text (and pgx's statement cache) is the same for every subject.
 const alias = "c"
 
-// Beginner starts a transaction (*pgxpool.Pool, *pgx.Conn, pgx.Tx).
-type Beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
+// Batcher sends a batch of statements in one round trip (*pgxpool.Pool,
+// *pgx.Conn, pgx.Tx).
+type Batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Search returns the K chunks nearest q.Embedding that req's subject may
 // see, nearest first, and the fragment that decided it. Every value is
 // bound; the policy fragment is ANDed into the search's WHERE clause.
-func Search(ctx context.Context, db Beginner, p *filter.Policy, req filter.Request, q Query, opt Options) ([]Result, *filter.Fragment, error) {
+//
+// The search is one round trip: a batch of the transaction's settings and
+// one statement (see searchSQL) whose text is the same for every subject.
+func Search(ctx context.Context, db Batcher, p *filter.Policy, req filter.Request, q Query, opt Options) ([]Result, *filter.Fragment, error) {
 	if q.K <= 0 {
 		return nil, nil, errors.New("retriever: k must be positive")
 	}
@@ -72,74 +114,159 @@ func Search(ctx context.Context, db Beginner, p *filter.Policy, req filter.Reque
 	if frag.Outcome == filter.AlwaysDenied {
 		return []Result{}, frag, nil
 	}
-	sql, args, err := searchSQL(p, frag, q)
+	st, err := searchStatements(p, frag, q, cmp.Or(opt.Overfetch, DefaultOverfetch))
 	if err != nil {
 		return nil, nil, err
 	}
-	results, err := run(ctx, db, sql, args, opt)
+	results, err := run(ctx, db, st, opt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("retriever: search %s: %w", q.Resource, err)
 	}
 	return results, frag, nil
 }
 
-func searchSQL(p *filter.Policy, frag *filter.Fragment, q Query) (string, []any, error) {
+// statements are a search's SQL, values bound.
+type statements struct {
+	index, exact, permitted string
+	table                   string // quoted, for its size
+	k                       int
+	indexArgs, exactArgs    []any
+	permittedArgs           []any // the policy's and the filter's values only
+}
+
+// searchStatements builds the two ways to run a search and the statement
+// whose row estimate chooses between them. The index plan is
+//
+//	WITH ann AS MATERIALIZED (permitted rows ORDER BY distance LIMIT k*overfetch)
+//	SELECT ... FROM ann WHERE (SELECT count(*) FROM ann) >= k
+//	UNION ALL
+//	(permitted rows AND (SELECT count(*) FROM ann) < k ORDER BY distance + 0 LIMIT k)
+//	ORDER BY distance LIMIT k
+//
+// ann is the (iterative, relaxed-order) index walk; when it stops short
+// (hnsw.max_scan_tuples reached, or fewer than k rows permitted) the second
+// arm, which the planner gates on a one-time filter and so never runs
+// otherwise, reads the permitted rows exactly: "+ 0" keeps the vector index
+// out of it. The outer ORDER BY re-sorts what relaxed order may have left
+// out of order. Either way the statement returns k rows whenever k
+// permitted rows exist. The exact plan is that second arm alone.
+func searchStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch int) (st statements, err error) {
 	res := p.Set().Resources[q.Resource]
 	col := func(name string) string { return alias + "." + pgx.Identifier{name}.Sanitize() }
-	vec := pgvector.NewVector(q.Embedding)
-	distance := sq.Expr(col(res.Embedding)+" <=> ?", vec)
+	st.table = res.QuotedTable()
+	from := st.table + " AS " + alias
+	permitted := sq.Select("1").From(from).Where(frag)
 	b := sq.Select().
-		Column(sq.Expr(col(res.ID) + "::text")).
-		Column(sq.Alias(distance, "distance")).
-		Column(frag.Column(res.Content)).
-		Column(frag.Column(res.Metadata)).
-		From(res.QuotedTable() + " AS " + alias).
+		Column(sq.Expr(col(res.ID) + "::text AS id")).
+		Column(sq.Expr(col(res.Embedding)+" <=> ? AS distance", pgvector.NewVector(q.Embedding))).
+		Column(sq.Alias(frag.Column(res.Content), "content")).
+		Column(sq.Alias(frag.Column(res.Metadata), "metadata")).
+		From(from).
 		Where(frag)
 	if len(q.Filter) > 0 {
 		cond, err := q.Filter.sqlizer(res, frag.Column)
 		if err != nil {
-			return "", nil, err
+			return st, err
 		}
-		b = b.Where(cond)
+		b, permitted = b.Where(cond), permitted.Where(cond)
 	}
+	if st.permitted, st.permittedArgs, err = permitted.PlaceholderFormat(sq.Dollar).ToSql(); err != nil {
+		return st, err
+	}
+	distance := sq.Expr(col(res.Embedding)+" <=> ?", pgvector.NewVector(q.Embedding))
 	if q.MinScore != nil {
-		b = b.Where(sq.Expr(col(res.Embedding)+" <=> ? <= ?", vec, 1-*q.MinScore))
+		b = b.Where(sq.Expr(col(res.Embedding)+" <=> ? <= ?", pgvector.NewVector(q.Embedding), 1-*q.MinScore))
 	}
-	return b.OrderBy("distance").Limit(uint64(q.K)).PlaceholderFormat(sq.Dollar).ToSql()
+	st.k = q.K
+	k := uint64(q.K)
+	exactOrder := sq.Expr("(?) + 0", distance)
+	if st.exact, st.exactArgs, err = b.OrderByClause(exactOrder).Limit(k).PlaceholderFormat(sq.Dollar).ToSql(); err != nil {
+		return st, err
+	}
+	ann, annArgs, err := b.OrderBy("distance").Limit(k * uint64(max(overfetch, 1))).ToSql()
+	if err != nil {
+		return st, err
+	}
+	fallback, fallbackArgs, err := b.Where("(SELECT count(*) FROM ann) < ?", k).OrderByClause(exactOrder).Limit(k).ToSql()
+	if err != nil {
+		return st, err
+	}
+	sql := "WITH ann AS MATERIALIZED (" + ann + ")\n" +
+		"SELECT id, distance, content, metadata FROM ann WHERE (SELECT count(*) FROM ann) >= ?\n" +
+		"UNION ALL\n(" + fallback + ")\nORDER BY distance LIMIT ?"
+	st.indexArgs = append(append(append(annArgs, k), fallbackArgs...), k)
+	st.index, err = sq.Dollar.ReplacePlaceholders(sql)
+	return st, err
 }
 
-// run executes the search with iterative HNSW scans on, so a selective
-// policy cannot make the index return fewer than K permitted rows.
-func run(ctx context.Context, db Beginner, sql string, args []any, opt Options) ([]Result, error) {
-	tx, err := db.Begin(ctx)
+// settingsSQL sets, for this transaction only, what the search needs:
+// iterative index scans (relaxed order: searchSQL re-sorts), the candidate
+// list and walk bound, the timeout (an empty value keeps the server's), and
+// custom plans, so the planner weighs every subject's own policy values
+// rather than a generic plan chosen for the first few. No parallel workers:
+// starting them costs more than a k-row search, and a parallel plan would
+// start them even for the exact arm its one-time filter skips. Constant text, values
+// bound: pgx prepares it once per connection.
+const settingsSQL = `SELECT set_config('hnsw.iterative_scan', $4, true),
+	set_config('hnsw.ef_search', $1, true),
+	set_config('hnsw.max_scan_tuples', $2, true),
+	set_config('statement_timeout', COALESCE(NULLIF($3, ''), current_setting('statement_timeout')), true),
+	set_config('plan_cache_mode', 'force_custom_plan', true),
+	set_config('max_parallel_workers_per_gather', '0', true)`
+
+// run sends the settings and the search (and, when the plan was not known,
+// the estimate that chooses it next time) as one batch: one round trip, one
+// implicit transaction, so the settings end with it.
+func run(ctx context.Context, db Batcher, st statements, opt Options) ([]Result, error) {
+	key, err := estimateKey(st.permitted, st.permittedArgs)
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	settings := "SET LOCAL hnsw.iterative_scan = strict_order"
+	c := choose(opt.Estimates, key, st.k, opt)
+	timeout := ""
 	if opt.StatementTimeout > 0 {
-		settings += fmt.Sprintf("; SET LOCAL statement_timeout = %d", opt.StatementTimeout.Milliseconds())
+		timeout = strconv.FormatInt(max(opt.StatementTimeout.Milliseconds(), 1), 10)
 	}
-	if _, err := tx.Exec(ctx, settings); err != nil {
-		return nil, err
+	b := &pgx.Batch{}
+	b.Queue(settingsSQL, strconv.Itoa(c.ef),
+		strconv.Itoa(cmp.Or(opt.MaxScanTuples, DefaultMaxScanTuples)), timeout, scanOrder(opt.StrictOrder))
+	sql, args := st.index, st.indexArgs
+	if c.plan == PlanExact {
+		sql, args = st.exact, st.exactArgs
 	}
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Result, error) {
-		var r Result
-		var distance float64
-		var meta []byte
-		err := row.Scan(&r.ID, &distance, &r.Content, &meta)
-		r.Score = 1 - distance
-		if meta != nil {
-			r.Metadata = meta
-		}
-		return r, err
+	var out []Result
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		out, err = pgx.CollectRows(rows, scanResult)
+		return err
 	})
-	if err != nil {
+	if !c.known && opt.Estimates != nil {
+		queueEstimate(b, opt.Estimates, key, st.table, st.permitted, st.permittedArgs)
+	}
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
-	return out, tx.Commit(ctx)
+	if opt.OnPlan != nil {
+		opt.OnPlan(c.plan)
+	}
+	return out, nil
+}
+
+func scanOrder(strict bool) string {
+	if strict {
+		return "strict_order"
+	}
+	return "relaxed_order"
+}
+
+func scanResult(row pgx.CollectableRow) (Result, error) {
+	var r Result
+	var distance float64
+	var meta []byte
+	err := row.Scan(&r.ID, &distance, &r.Content, &meta)
+	r.Score = 1 - distance
+	if meta != nil {
+		r.Metadata = meta
+	}
+	return r, err
 }

@@ -65,6 +65,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// StatementTimeout bounds each search query.
 	StatementTimeout time.Duration
+	// Search tunes how searches run (zero: the defaults). Its Estimates
+	// default to a cache of DefaultEstimates subjects' estimates, each kept
+	// DefaultEstimateTTL; its StatementTimeout, to StatementTimeout.
+	Search Options
 	// TrustedProxies are the networks whose X-Forwarded-For is believed for
 	// the client address (context.ip). Empty: the TCP peer's address.
 	TrustedProxies []*net.IPNet
@@ -83,6 +87,7 @@ type Server struct {
 	cfg     Config
 	echo    *echo.Echo
 	metrics *metrics
+	search  Options  // cfg.Search with the defaults and the plan metric
 	dims    sync.Map // table.column -> int (the embedding dimension)
 }
 
@@ -112,8 +117,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	if cfg.Search.Estimates == nil {
+		cfg.Search.Estimates = NewEstimates(DefaultEstimates, DefaultEstimateTTL)
+	}
+	if cfg.Search.StatementTimeout == 0 {
+		cfg.Search.StatementTimeout = cfg.StatementTimeout
+	}
 	s := &Server{cfg: cfg}
 	s.metrics = newMetrics(cfg.Registry, cfg.Pool, cfg.Audit)
+	s.search = cfg.Search
+	next := s.search.OnPlan
+	s.search.OnPlan = func(p Plan) {
+		s.metrics.plans.WithLabelValues(string(p)).Inc()
+		if next != nil {
+			next(p)
+		}
+	}
 	s.echo = s.routes()
 	return s, nil
 }

@@ -135,6 +135,7 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 		return err
 	}
 	defer pool.Close()
+	logDoctor(ctx, pool, policies.Load().Set(), logger)
 	writer, err := audit.New(pool, audit.Config{QueueSize: s.auditQueue, BatchSize: s.auditBatch, FlushInterval: s.auditFlush, Block: s.auditBlock, Logger: logger})
 	if err != nil {
 		return err

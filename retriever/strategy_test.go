@@ -1,0 +1,180 @@
+package retriever_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ragfence/ragfence/filter"
+	"github.com/ragfence/ragfence/policy"
+	"github.com/ragfence/ragfence/retriever"
+)
+
+// recordingBatcher counts round trips and remembers the statements sent.
+type recordingBatcher struct {
+	db      retriever.Batcher
+	batches int
+	sql     []string
+}
+
+func (r *recordingBatcher) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	r.batches++
+	for _, q := range b.QueuedQueries {
+		r.sql = append(r.sql, q.SQL)
+	}
+	return r.db.SendBatch(ctx, b)
+}
+
+func (u demoUser) subject() *policy.Subject {
+	return &policy.Subject{ID: u.ID, Tenant: u.Tenant, Roles: u.Roles, Groups: u.Groups,
+		Attributes: map[string]any{"clearance": u.Clearance}}
+}
+
+// TestSearchPlansReturnKPermittedRows runs every plan the search can take
+// for several subjects and queries, and checks each answer against the
+// oracle's exact top k: all rows permitted, nearest first, k of them
+// whenever k are permitted, the exact plans exactly the oracle's.
+func TestSearchPlansReturnKPermittedRows(t *testing.T) {
+	f := sharedEnv(t)
+	ctx := context.Background()
+	minScore := 0.3
+	plans := []struct {
+		name   string
+		opt    func() retriever.Options
+		want   retriever.Plan
+		exact  bool // the answer must equal the oracle's
+		approx bool // too small a walk to expect most of the top k
+	}{
+		{"planner decides", func() retriever.Options { return retriever.Options{} }, retriever.PlanIndex, false, false},
+		{"estimate says exact", func() retriever.Options {
+			return retriever.Options{Estimates: retriever.NewEstimates(100, time.Minute), ExactRows: 1 << 30}
+		}, retriever.PlanExact, true, false},
+		{"estimate says index", func() retriever.Options {
+			return retriever.Options{Estimates: retriever.NewEstimates(100, time.Minute), ExactRows: 1, EfFactor: 1}
+		}, retriever.PlanIndex, false, false},
+		// A walk that gives up after one tuple: the statement's exact arm
+		// must make up the rows.
+		{"index walk cut short", func() retriever.Options {
+			return retriever.Options{MaxScanTuples: 1, EfSearch: 1}
+		}, retriever.PlanIndex, false, true},
+		{"strict order", func() retriever.Options { return retriever.Options{StrictOrder: true} }, retriever.PlanIndex, false, false},
+	}
+	queries := []struct {
+		name     string
+		k        int
+		minScore *float64
+		extra    string // the oracle's version of the query's extra condition
+		// fewer than k rows qualify: the walk always stops short and the
+		// statement's exact arm answers, so every plan is exact.
+		fewerThanK bool
+	}{
+		{"k=10", 10, nil, "", false},
+		{"k=60", 60, nil, "", false},
+		{"min_score leaves fewer than k", 200, &minScore, "1 - (c.embedding <=> $6::float4[]::vector) >= 0.3", true},
+	}
+	for _, plan := range plans {
+		for _, qc := range queries {
+			for _, id := range []string{"alice", "bob", "dave"} {
+				for topic := range 3 {
+					name := fmt.Sprintf("%s/%s/%s/topic%d", plan.name, qc.name, id, topic)
+					t.Run(name, func(t *testing.T) {
+						u := f.user(t, id)
+						vec := f.topic(topic * 7)
+						opt := plan.opt()
+						var ran []retriever.Plan
+						opt.OnPlan = func(p retriever.Plan) { ran = append(ran, p) }
+						q := retriever.Query{Resource: "chunks", Embedding: vec, K: qc.k, MinScore: qc.minScore}
+						req := filter.Request{Subject: u.subject()}
+						if opt.Estimates != nil { // the first search fills the estimate
+							if _, _, err := retriever.Search(ctx, f.pool, f.policy, req, q, opt); err != nil {
+								t.Fatal(err)
+							}
+						}
+						rb := &recordingBatcher{db: f.pool}
+						res, _, err := retriever.Search(ctx, rb, f.policy, req, q, opt)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if rb.batches != 1 {
+							t.Errorf("%d round trips, want 1", rb.batches)
+						}
+						if got := ran[len(ran)-1]; got != plan.want {
+							t.Errorf("ran plan %s, want %s", got, plan.want)
+						}
+						checkPlanAnswer(t, f, u, vec, qc.k, qc.extra, res, plan.exact || qc.fewerThanK, plan.approx)
+					})
+				}
+			}
+		}
+	}
+}
+
+func checkPlanAnswer(t *testing.T, f *e2eFixture, u demoUser, q []float32, k int, extra string, res []retriever.Result, exact, approx bool) {
+	t.Helper()
+	want := f.exactTopK(t, u, q, k, extra)
+	got := make([]string, len(res))
+	for i, r := range res {
+		got[i] = r.ID
+		if i > 0 && r.Score > res[i-1].Score {
+			t.Errorf("result %d (score %v) ranks below a less similar one (%v)", i, r.Score, res[i-1].Score)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d results, the oracle has %d permitted rows for this query (k=%d)", len(got), len(want), k)
+	}
+	if bad := f.invisible(t, u, got); len(bad) > 0 {
+		t.Fatalf("rows %v are not visible to %s", bad, u.ID)
+	}
+	if exact && !slices.Equal(got, want) {
+		t.Errorf("exact answer expected: got %v, oracle %v", got, want)
+	}
+	if approx {
+		return
+	}
+	common := 0
+	for _, id := range got {
+		if slices.Contains(want, id) {
+			common++
+		}
+	}
+	if common < len(want)*8/10 {
+		t.Errorf("%d of the exact top %d found: got %v, oracle %v", common, len(want), got, want)
+	}
+}
+
+// TestSearchStatementTextCarriesNoValues: pgx caches prepared statements
+// by text, so subjects whose fragments have the same shape must send the
+// same text, and no subject's values may appear in it.
+func TestSearchStatementTextCarriesNoValues(t *testing.T) {
+	f := sharedEnv(t)
+	ctx := context.Background()
+	byShape := map[string][]string{}
+	for _, u := range f.data.Users {
+		du := f.user(t, u.ID)
+		rb := &recordingBatcher{db: f.pool}
+		q := retriever.Query{Resource: "chunks", Embedding: f.topic(1), K: 10}
+		_, frag, err := retriever.Search(ctx, rb, f.policy, filter.Request{Subject: du.subject()}, q, retriever.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range append([]string{du.ID, du.Tenant}, du.Groups...) {
+			for _, sql := range rb.sql {
+				if strings.Contains(sql, "'"+v+"'") {
+					t.Errorf("%s: value %q is in the statement text", du.ID, v)
+				}
+			}
+		}
+		if prev, ok := byShape[frag.Shape()]; ok && !slices.Equal(prev, rb.sql) {
+			t.Errorf("%s: same fragment shape as an earlier subject, different statements:\n%q\n%q", du.ID, rb.sql, prev)
+		}
+		byShape[frag.Shape()] = rb.sql
+	}
+	if len(byShape) >= len(f.data.Users) {
+		t.Errorf("every one of %d subjects has its own statement shape: nothing is shared", len(f.data.Users))
+	}
+}
