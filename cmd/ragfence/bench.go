@@ -88,7 +88,7 @@ func benchmark(ctx context.Context, f benchFlags, args []string, errOut io.Write
 	if minRows := int(float64(bench.K) / bench.Selectivities[len(bench.Selectivities)-1]); data.Rows < minRows {
 		return nil, usagef("--rows must be at least %d, so the 0.1%% user can see %d rows", minRows, bench.K)
 	}
-	rep := &bench.Report{Command: "ragfence bench " + strings.Join(args, " "), Profile: profile,
+	rep := &bench.Report{Command: benchCommand(args, f.db), Profile: profile,
 		Started: time.Now(), Data: data, Concurrency: f.concurrency}
 	logf := func(format string, a ...any) { fmt.Fprintf(errOut, "bench: "+format+"\n", a...) }
 	d := bench.Generate(data)
@@ -110,6 +110,22 @@ func benchmark(ctx context.Context, f benchFlags, args []string, errOut io.Write
 }
 
 const benchTenant = "bench"
+
+// benchCommand is the command line for the report, the database URL (which
+// may hold a password) replaced by $DATABASE_URL.
+func benchCommand(args []string, db string) string {
+	out := []string{"ragfence", "bench"}
+	for i, a := range args {
+		switch {
+		case a == db || (i > 0 && args[i-1] == "--db"):
+			a = "$DATABASE_URL"
+		case strings.HasPrefix(a, "--db="):
+			a = "--db=$DATABASE_URL"
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
+}
 
 // prepare generates and loads the dataset (or reuses a kept one) and opens
 // the strategies' connections.

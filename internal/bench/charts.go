@@ -43,7 +43,9 @@ func chart(path string, r *Report, ylabel string, value func(Result) float64, lo
 			p.Y.Scale = plot.LogScale{}
 			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 		}
-		p.Legend.Top, p.Legend.Left = false, true
+		// The legend goes where no line runs: recall is high at 100%,
+		// latency low at 0.1%.
+		p.Legend.Top, p.Legend.Left = logY, logY
 		for i, s := range Strategies {
 			pts := series(r.Results, s, pl, value)
 			line, points, err := plotter.NewLinePoints(pts)
