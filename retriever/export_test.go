@@ -1,6 +1,10 @@
 package retriever
 
-import "github.com/ragfence/ragfence/filter"
+import (
+	sq "github.com/Masterminds/squirrel"
+
+	"github.com/ragfence/ragfence/filter"
+)
 
 // SearchStatement is what Search builds before it touches the database: the
 // policy fragment, then the search statement and its arguments. It exists
@@ -14,4 +18,39 @@ func SearchStatement(p *filter.Policy, req filter.Request, q Query) (string, []a
 	}
 	st, err := searchStatements(p, frag, q, DefaultOverfetch)
 	return st.index, st.indexArgs, err
+}
+
+// Statements is a search's statements, as sent, for tests.
+type Statements struct {
+	Index, Exact, Permitted          string
+	IndexArgs, ExactArgs, PermitArgs []any
+}
+
+// CachedAndBuilt returns q's statements twice: through the template cache
+// (after priming it with a different query of the same shape) and freshly
+// rendered by squirrel.
+func CachedAndBuilt(p *filter.Policy, req filter.Request, q, primer Query) (cached, built Statements, err error) {
+	req.Alias = alias
+	frag, err := p.Fragment(q.Resource, req)
+	if err != nil {
+		return cached, built, err
+	}
+	if _, err := searchStatements(p, frag, primer, DefaultOverfetch); err != nil {
+		return cached, built, err
+	}
+	c, err := searchStatements(p, frag, q, DefaultOverfetch)
+	if err != nil {
+		return cached, built, err
+	}
+	var cond sq.Sqlizer
+	if len(q.Filter) > 0 {
+		if cond, err = q.Filter.sqlizer(p.Set().Resources[q.Resource], frag.Column); err != nil {
+			return cached, built, err
+		}
+	}
+	b, err := buildStatements(p, frag, q, DefaultOverfetch, cond)
+	export := func(s statements) Statements {
+		return Statements{s.index, s.exact, s.permitted, s.indexArgs, s.exactArgs, s.permittedArgs}
+	}
+	return export(c), export(b), err
 }

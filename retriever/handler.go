@@ -172,15 +172,16 @@ func (s *Server) decode(c echo.Context) (Query, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q); err != nil {
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &typ) && strings.HasPrefix(typ.Field, "embedding") {
-			return q, &RequestError{Code: CodeInvalidEmbedding, Msg: "embedding must be a list of finite numbers within float32 range", Err: err}
-		}
+	var w wireQuery
+	if err := dec.Decode(&w); err != nil {
 		return q, &RequestError{Code: CodeInvalidJSON, Msg: "invalid JSON body: " + jsonProblem(err), Err: err}
 	}
 	if dec.More() {
 		return q, &RequestError{Code: CodeInvalidJSON, Msg: "invalid JSON body: more than one JSON value"}
+	}
+	q = Query{Resource: w.Resource, Text: w.Text, K: w.K, Filter: w.Filter, MinScore: w.MinScore}
+	if q.Embedding, err = parseEmbedding(w.Embedding); err != nil {
+		return q, &RequestError{Code: CodeInvalidEmbedding, Msg: "embedding must be a list of finite numbers within float32 range", Err: err}
 	}
 	return q, s.validate(&q)
 }

@@ -9,9 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	sq "github.com/Masterminds/squirrel"
 	"github.com/jackc/pgx/v5"
-	"github.com/pgvector/pgvector-go"
 
 	"github.com/ragfence/ragfence/filter"
 )
@@ -123,80 +121,6 @@ func Search(ctx context.Context, db Batcher, p *filter.Policy, req filter.Reques
 		return nil, nil, fmt.Errorf("retriever: search %s: %w", q.Resource, err)
 	}
 	return results, frag, nil
-}
-
-// statements are a search's SQL, values bound.
-type statements struct {
-	index, exact, permitted string
-	table                   string // quoted, for its size
-	k                       int
-	indexArgs, exactArgs    []any
-	permittedArgs           []any // the policy's and the filter's values only
-}
-
-// searchStatements builds the two ways to run a search and the statement
-// whose row estimate chooses between them. The index plan is
-//
-//	WITH ann AS MATERIALIZED (permitted rows ORDER BY distance LIMIT k*overfetch)
-//	SELECT ... FROM ann WHERE (SELECT count(*) FROM ann) >= k
-//	UNION ALL
-//	(permitted rows AND (SELECT count(*) FROM ann) < k ORDER BY distance + 0 LIMIT k)
-//	ORDER BY distance LIMIT k
-//
-// ann is the (iterative, relaxed-order) index walk; when it stops short
-// (hnsw.max_scan_tuples reached, or fewer than k rows permitted) the second
-// arm, which the planner gates on a one-time filter and so never runs
-// otherwise, reads the permitted rows exactly: "+ 0" keeps the vector index
-// out of it. The outer ORDER BY re-sorts what relaxed order may have left
-// out of order. Either way the statement returns k rows whenever k
-// permitted rows exist. The exact plan is that second arm alone.
-func searchStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch int) (st statements, err error) {
-	res := p.Set().Resources[q.Resource]
-	col := func(name string) string { return alias + "." + pgx.Identifier{name}.Sanitize() }
-	st.table = res.QuotedTable()
-	from := st.table + " AS " + alias
-	permitted := sq.Select("1").From(from).Where(frag)
-	b := sq.Select().
-		Column(sq.Expr(col(res.ID) + "::text AS id")).
-		Column(sq.Expr(col(res.Embedding)+" <=> ? AS distance", pgvector.NewVector(q.Embedding))).
-		Column(sq.Alias(frag.Column(res.Content), "content")).
-		Column(sq.Alias(frag.Column(res.Metadata), "metadata")).
-		From(from).
-		Where(frag)
-	if len(q.Filter) > 0 {
-		cond, err := q.Filter.sqlizer(res, frag.Column)
-		if err != nil {
-			return st, err
-		}
-		b, permitted = b.Where(cond), permitted.Where(cond)
-	}
-	if st.permitted, st.permittedArgs, err = permitted.PlaceholderFormat(sq.Dollar).ToSql(); err != nil {
-		return st, err
-	}
-	distance := sq.Expr(col(res.Embedding)+" <=> ?", pgvector.NewVector(q.Embedding))
-	if q.MinScore != nil {
-		b = b.Where(sq.Expr(col(res.Embedding)+" <=> ? <= ?", pgvector.NewVector(q.Embedding), 1-*q.MinScore))
-	}
-	st.k = q.K
-	k := uint64(q.K)
-	exactOrder := sq.Expr("(?) + 0", distance)
-	if st.exact, st.exactArgs, err = b.OrderByClause(exactOrder).Limit(k).PlaceholderFormat(sq.Dollar).ToSql(); err != nil {
-		return st, err
-	}
-	ann, annArgs, err := b.OrderBy("distance").Limit(k * uint64(max(overfetch, 1))).ToSql()
-	if err != nil {
-		return st, err
-	}
-	fallback, fallbackArgs, err := b.Where("(SELECT count(*) FROM ann) < ?", k).OrderByClause(exactOrder).Limit(k).ToSql()
-	if err != nil {
-		return st, err
-	}
-	sql := "WITH ann AS MATERIALIZED (" + ann + ")\n" +
-		"SELECT id, distance, content, metadata FROM ann WHERE (SELECT count(*) FROM ann) >= ?\n" +
-		"UNION ALL\n(" + fallback + ")\nORDER BY distance LIMIT ?"
-	st.indexArgs = append(append(append(annArgs, k), fallbackArgs...), k)
-	st.index, err = sq.Dollar.ReplacePlaceholders(sql)
-	return st, err
 }
 
 // settingsSQL sets, for this transaction only, what the search needs:

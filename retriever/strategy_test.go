@@ -2,7 +2,9 @@ package retriever_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -176,5 +178,37 @@ func TestSearchStatementTextCarriesNoValues(t *testing.T) {
 	}
 	if len(byShape) >= len(f.data.Users) {
 		t.Errorf("every one of %d subjects has its own statement shape: nothing is shared", len(f.data.Users))
+	}
+}
+
+// TestCachedStatementsMatchBuilt: a search whose shape was seen before
+// binds its values into the cached text; they must be exactly the values,
+// in the order, that rendering the statements afresh gives. Subjects with
+// and without the metadata mask, filters, min_score and several k.
+func TestCachedStatementsMatchBuilt(t *testing.T) {
+	f := sharedEnv(t)
+	minA, minB := 0.2, 0.45
+	filters := []retriever.Filter{
+		nil,
+		{"source": json.RawMessage(`"wiki"`)},
+		{"source": json.RawMessage(`{"$in": ["wiki", "drive"]}`), "metadata.year": json.RawMessage(`{"$gte": 2021}`)},
+	}
+	for _, id := range []string{"alice", "bob", "carol", "dave"} {
+		u := f.user(t, id)
+		for fi, flt := range filters {
+			for _, k := range []int{1, 10} {
+				for _, ms := range [][2]*float64{{nil, nil}, {&minA, &minB}} {
+					q := retriever.Query{Resource: "chunks", Embedding: f.topic(3), K: k, Filter: flt, MinScore: ms[0]}
+					primer := retriever.Query{Resource: "chunks", Embedding: f.topic(9), K: k, Filter: flt, MinScore: ms[1]}
+					cached, built, err := retriever.CachedAndBuilt(f.policy, filter.Request{Subject: u.subject()}, q, primer)
+					if err != nil {
+						t.Fatalf("%s filter %d k %d: %v", id, fi, k, err)
+					}
+					if !reflect.DeepEqual(cached, built) {
+						t.Errorf("%s filter %d k %d min_score %v: cached statements differ from built ones:\ncached %#v\nbuilt  %#v", id, fi, k, ms[0] != nil, cached, built)
+					}
+				}
+			}
+		}
 	}
 }
