@@ -89,7 +89,7 @@ func benchmark(ctx context.Context, f benchFlags, args []string, errOut io.Write
 		return nil, usagef("--rows must be at least %d, so the 0.1%% user can see %d rows", minRows, bench.K)
 	}
 	rep := &bench.Report{Command: benchCommand(args, f.db), Profile: profile,
-		Started: time.Now(), Data: data, Concurrency: f.concurrency}
+		Started: time.Now(), Data: data, Concurrency: f.concurrency, ExactQueries: f.exactQueries}
 	logf := func(format string, a ...any) { fmt.Fprintf(errOut, "bench: "+format+"\n", a...) }
 	d := bench.Generate(data)
 	env, cleanup, err := prepare(ctx, f, rep, d, logf)

@@ -26,7 +26,9 @@ type Report struct {
 	Data        DataConfig    `json:"data"`
 	Load        Timings       `json:"load"`
 	Concurrency int           `json:"concurrency"`
-	Results     []Result      `json:"results"`
+	// ExactQueries caps the exact strategy's queries per cell (0: all).
+	ExactQueries int      `json:"exact_queries"`
+	Results      []Result `json:"results"`
 }
 
 // Check is one target in one cell.
@@ -123,7 +125,11 @@ func WriteJSON(w io.Writer, results []Result) error {
 // the targets, the full table and the run's machine and settings.
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	p := &printer{w: w}
-	p.f("Recall@%d and p50 latency per strategy; %d queries per cell, one client (latency), %d clients (throughput).\n\n", K, r.Data.Queries, r.Concurrency)
+	p.f("Recall@%d and p50 latency per strategy; %d queries per cell, one client (latency), %d clients (throughput).", K, r.Data.Queries, r.Concurrency)
+	if r.ExactQueries > 0 && r.ExactQueries < r.Data.Queries {
+		p.f(" The exact strategy, which reads every permitted row, runs the first %d queries of each cell.", r.ExactQueries)
+	}
+	p.f("\n\n")
 	p.f("| placement | selectivity | %s |\n", strings.Join(Strategies, " | "))
 	p.f("|---|---|%s\n", strings.Repeat("---|", len(Strategies)))
 	for _, u := range Cells("") {
