@@ -96,7 +96,7 @@ type Batcher interface {
 // bound; the policy fragment is ANDed into the search's WHERE clause.
 //
 // The search is one round trip: a batch of the transaction's settings and
-// one statement (see searchSQL) whose text is the same for every subject.
+// one statement (see buildStatements) whose text holds no subject values.
 func Search(ctx context.Context, db Batcher, p *filter.Policy, req filter.Request, q Query, opt Options) ([]Result, *filter.Fragment, error) {
 	if q.K <= 0 {
 		return nil, nil, errors.New("retriever: k must be positive")
@@ -124,13 +124,13 @@ func Search(ctx context.Context, db Batcher, p *filter.Policy, req filter.Reques
 }
 
 // settingsSQL sets, for this transaction only, what the search needs:
-// iterative index scans (relaxed order: searchSQL re-sorts), the candidate
+// iterative index scans (relaxed order: the statement re-sorts), the candidate
 // list and walk bound, the timeout (an empty value keeps the server's), and
 // custom plans, so the planner weighs every subject's own policy values
 // rather than a generic plan chosen for the first few. No parallel workers:
 // starting them costs more than a k-row search, and a parallel plan would
-// start them even for the exact arm its one-time filter skips. Constant text, values
-// bound: pgx prepares it once per connection.
+// start them even for the exact arm its one-time filter skips. Constant
+// text, values bound: pgx prepares it once per connection.
 const settingsSQL = `SELECT set_config('hnsw.iterative_scan', $4, true),
 	set_config('hnsw.ef_search', $1, true),
 	set_config('hnsw.max_scan_tuples', $2, true),
