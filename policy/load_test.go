@@ -215,6 +215,8 @@ func TestVersion(t *testing.T) {
 		{"rule name", "name: owner\n", "name: owners\n"},
 		{"mask condition", "OR owner_id = subject.id\"", "AND owner_id = subject.id\""},
 		{"agent rule", "source IN ('wiki', 'drive')", "source IN ('wiki')"},
+		// Whitespace inside a literal is part of the value.
+		{"spaces in a literal", "source IN ('wiki', 'drive')", "source IN ('wiki', 'drive  ')"},
 		{"agent name", "summarizer:", "writer:"},
 		{"subject attribute type", "clearance: integer", "clearance: text"},
 		{"time zone", "timezone: UTC", "timezone: Europe/Berlin"},

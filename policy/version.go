@@ -7,11 +7,14 @@ import (
 	"hash"
 	"sort"
 	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
 )
 
 // canonicalVersion hashes what the set means, in a fixed order: names,
-// declarations and condition texts with whitespace folded. Comments, key
-// order and file layout do not change it.
+// declarations and conditions as PostgreSQL's deparser writes their parse
+// trees. Comments, key order and file layout do not change it; any change
+// of a literal does, whitespace inside it included.
 func canonicalVersion(s *Set) string {
 	h := sha256.New()
 	w := func(parts ...any) { fmt.Fprintln(h, parts...) }
@@ -39,13 +42,13 @@ func writeResource(h hash.Hash, r *Resource) {
 	}
 	rules := func(rs []*Rule) {
 		for _, rule := range rs {
-			w("rule", rule.Agent, rule.Effect, rule.Name, fold(rule.When.Text))
+			w("rule", rule.Agent, rule.Effect, rule.Name, canonical(rule.When))
 		}
 	}
 	rules(r.Allow)
 	rules(r.Deny)
 	for _, m := range r.Masks {
-		w("mask", m.Column, fold(m.Unless.Text))
+		w("mask", m.Column, canonical(m.Unless))
 	}
 	for _, k := range keys(r.Agents) {
 		w("agent", k)
@@ -54,4 +57,23 @@ func writeResource(h hash.Hash, r *Resource) {
 	}
 }
 
-func fold(s string) string { return strings.Join(strings.Fields(s), " ") }
+// canonical is the condition deparsed from its parse tree, or its exact
+// text if it has none (so any edit still changes the version). Folding
+// whitespace in the text instead would merge runs inside string literals,
+// and two policies that filter differently would share a version.
+func canonical(c *Condition) string {
+	if c == nil {
+		return ""
+	}
+	if c.Expr == nil {
+		return c.Text
+	}
+	stmt := &pg.ParseResult{Stmts: []*pg.RawStmt{{Stmt: &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: &pg.SelectStmt{
+		TargetList: []*pg.Node{pg.MakeResTargetNodeWithVal(c.Expr, 0)},
+	}}}}}}
+	sql, err := pg.Deparse(stmt)
+	if err != nil {
+		return c.Text
+	}
+	return sql
+}

@@ -27,15 +27,20 @@ type Statements struct {
 }
 
 // CachedAndBuilt returns q's statements twice: through the template cache
-// (after priming it with a different query of the same shape) and freshly
+// (after priming it with primer, a query for another subject) and freshly
 // rendered by squirrel.
-func CachedAndBuilt(p *filter.Policy, req filter.Request, q, primer Query) (cached, built Statements, err error) {
-	req.Alias = alias
-	frag, err := p.Fragment(q.Resource, req)
+func CachedAndBuilt(p *filter.Policy, req filter.Request, q Query, primerReq filter.Request, primer Query) (cached, built Statements, err error) {
+	primerReq.Alias = alias
+	primerFrag, err := p.Fragment(primer.Resource, primerReq)
 	if err != nil {
 		return cached, built, err
 	}
-	if _, err := searchStatements(p, frag, primer, DefaultOverfetch); err != nil {
+	if _, err := searchStatements(p, primerFrag, primer, DefaultOverfetch); err != nil {
+		return cached, built, err
+	}
+	req.Alias = alias
+	frag, err := p.Fragment(q.Resource, req)
+	if err != nil {
 		return cached, built, err
 	}
 	c, err := searchStatements(p, frag, q, DefaultOverfetch)

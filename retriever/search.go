@@ -142,9 +142,12 @@ const settingsSQL = `SELECT set_config('hnsw.iterative_scan', $4, true),
 // the estimate that chooses it next time) as one batch: one round trip, one
 // implicit transaction, so the settings end with it.
 func run(ctx context.Context, db Batcher, st statements, opt Options) ([]Result, error) {
-	key, err := estimateKey(st.permitted, st.permittedArgs)
-	if err != nil {
-		return nil, err
+	var key string
+	if opt.Estimates != nil {
+		var err error
+		if key, err = estimateKey(st.permitted, st.permittedArgs); err != nil {
+			return nil, err
+		}
 	}
 	c := choose(opt.Estimates, key, st.k, opt)
 	timeout := ""
@@ -153,7 +156,7 @@ func run(ctx context.Context, db Batcher, st statements, opt Options) ([]Result,
 	}
 	b := &pgx.Batch{}
 	b.Queue(settingsSQL, strconv.Itoa(c.ef),
-		strconv.Itoa(cmp.Or(opt.MaxScanTuples, DefaultMaxScanTuples)), timeout, scanOrder(opt.StrictOrder))
+		strconv.Itoa(maxScanTuples(opt)), timeout, scanOrder(opt.StrictOrder))
 	sql, args := st.index, st.indexArgs
 	if c.plan == PlanExact {
 		sql, args = st.exact, st.exactArgs
@@ -174,6 +177,14 @@ func run(ctx context.Context, db Batcher, st statements, opt Options) ([]Result,
 		opt.OnPlan(c.plan)
 	}
 	return out, nil
+}
+
+// maxScanTuples is opt's walk bound; 0 or less means the default.
+func maxScanTuples(opt Options) int {
+	if opt.MaxScanTuples <= 0 {
+		return DefaultMaxScanTuples
+	}
+	return opt.MaxScanTuples
 }
 
 func scanOrder(strict bool) string {

@@ -10,13 +10,16 @@ import (
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/ragfence/ragfence/filter"
+	"github.com/ragfence/ragfence/policy"
 )
 
 // templates caches the statements' text per request shape, so a search
 // renders no SQL, only collects its values (squirrel's rendering was most
-// of a search's in-process time). The key holds the policy's content hash,
-// the fragment's shape, the filter's (value-free) SQL, k, the over-fetch
-// and whether min_score is set: everything the text depends on.
+// of a search's in-process time). The key is everything the text is made
+// of: the table and its columns, the fragment's and the returned columns'
+// own SQL (already rendered by the fragment cache), the filter's
+// (value-free) SQL, k, the over-fetch and whether min_score is set. So a
+// reloaded policy, or any other change of the SQL, can never reuse a text.
 var templates, _ = lru.New[string, statements](1024)
 
 // searchStatements returns the search's statements for q, from templates
@@ -35,8 +38,10 @@ func searchStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetc
 			return statements{}, err
 		}
 	}
-	key := strings.Join([]string{p.Version(), frag.Shape(), filterSQL, strconv.Itoa(q.K),
-		strconv.Itoa(overfetch), strconv.FormatBool(q.MinScore != nil)}, "\x00")
+	key, err := templateKey(res, frag, filterSQL, q, overfetch)
+	if err != nil {
+		return statements{}, err
+	}
 	if t, ok := templates.Get(key); ok {
 		return t.bind(frag, res.Content, res.Metadata, q, filterArgs), nil
 	}
@@ -45,6 +50,23 @@ func searchStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetc
 		templates.Add(key, statements{index: st.index, exact: st.exact, permitted: st.permitted, table: st.table, k: st.k})
 	}
 	return st, err
+}
+
+func templateKey(res *policy.Resource, frag *filter.Fragment, filterSQL string, q Query, overfetch int) (string, error) {
+	where, _, err := frag.ToSql()
+	if err != nil {
+		return "", err
+	}
+	content, _, err := frag.Column(res.Content).ToSql()
+	if err != nil {
+		return "", err
+	}
+	metadata, _, err := frag.Column(res.Metadata).ToSql()
+	if err != nil {
+		return "", err
+	}
+	return strings.Join([]string{res.QuotedTable(), res.ID, res.Embedding, content, metadata, where, filterSQL,
+		strconv.Itoa(q.K), strconv.Itoa(overfetch), strconv.FormatBool(q.MinScore != nil)}, "\x00"), nil
 }
 
 // bind collects a request's values for the template's text, in the order
@@ -101,14 +123,18 @@ func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch
 	col := func(name string) string { return alias + "." + pgx.Identifier{name}.Sanitize() }
 	st.table = res.QuotedTable()
 	from := st.table + " AS " + alias
-	permitted := sq.Select("1").From(from).Where(frag)
+	// Rows without an embedding have no distance: never results, and not
+	// counted as permitted.
+	hasEmbedding := col(res.Embedding) + " IS NOT NULL"
+	permitted := sq.Select("1").From(from).Where(frag).Where(hasEmbedding)
 	b := sq.Select().
 		Column(sq.Expr(col(res.ID) + "::text AS id")).
 		Column(sq.Expr(col(res.Embedding)+" <=> ? AS distance", pgvector.NewVector(q.Embedding))).
 		Column(sq.Alias(frag.Column(res.Content), "content")).
 		Column(sq.Alias(frag.Column(res.Metadata), "metadata")).
 		From(from).
-		Where(frag)
+		Where(frag).
+		Where(hasEmbedding)
 	if filterCond != nil {
 		b, permitted = b.Where(filterCond), permitted.Where(filterCond)
 	}

@@ -57,7 +57,10 @@ type estimate struct{ rows, total float64 }
 // values, how many rows PostgreSQL's planner estimates they let through.
 // Searches use it to choose a Plan; a miss is filled within the same round
 // trip. Safe for concurrent use. An estimate only ever chooses between two
-// correct plans, so a stale or colliding one costs time, never rows.
+// plans that both return only permitted rows, and k of them whenever k
+// exist: a stale or colliding one can cost time, or pick the approximate
+// plan (or a smaller ef_search) where the exact one was due, never a row
+// the subject may not see.
 type Estimates struct {
 	lru *expirable.LRU[string, estimate]
 }
@@ -103,7 +106,7 @@ type choice struct {
 // rows are read exactly. Without one, the statement walks with EfSearch
 // and the planner may still read exactly.
 func choose(cache *Estimates, key string, k int, opt Options) choice {
-	base := cmp.Or(opt.EfSearch, DefaultEfSearch)
+	base := min(max(cmp.Or(opt.EfSearch, DefaultEfSearch), 1), MaxEfSearch)
 	est, ok := cache.get(key)
 	if !ok {
 		return choice{plan: PlanIndex, ef: base}
@@ -119,11 +122,16 @@ func choose(cache *Estimates, key string, k int, opt Options) choice {
 }
 
 // queueEstimate adds to the batch the planner's estimate of the permitted
-// rows and the table's size, and stores them when the batch is read.
+// rows and the table's size, and stores them when the batch is read. Its
+// errors are dropped: the search before it has its rows already, and the
+// next search simply estimates again.
 func queueEstimate(b *pgx.Batch, cache *Estimates, key, table, sql string, args []any) {
 	var est estimate
 	b.Queue("SELECT reltuples::float8 FROM pg_class WHERE oid = $1::regclass", table).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&est.total)
+		if row.Scan(&est.total) != nil {
+			est.total = -1
+		}
+		return nil
 	})
 	b.Queue("EXPLAIN (FORMAT JSON) "+sql, args...).Query(func(rows pgx.Rows) error {
 		var plans []struct {
@@ -133,17 +141,11 @@ func queueEstimate(b *pgx.Batch, cache *Estimates, key, table, sql string, args 
 		}
 		for rows.Next() {
 			var doc []byte
-			if err := rows.Scan(&doc); err != nil {
-				return err
-			}
-			if err := json.Unmarshal(doc, &plans); err != nil {
-				return fmt.Errorf("retriever: reading the planner's estimate: %w", err)
+			if rows.Scan(&doc) != nil || json.Unmarshal(doc, &plans) != nil {
+				return nil
 			}
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if len(plans) == 1 {
+		if rows.Err() == nil && len(plans) == 1 && est.total >= 0 {
 			est.rows = plans[0].Plan.Rows
 			cache.put(key, est)
 		}

@@ -183,24 +183,30 @@ func TestSearchStatementTextCarriesNoValues(t *testing.T) {
 
 // TestCachedStatementsMatchBuilt: a search whose shape was seen before
 // binds its values into the cached text; they must be exactly the values,
-// in the order, that rendering the statements afresh gives. Subjects with
-// and without the metadata mask, filters, min_score and several k.
+// in the order, that rendering the statements afresh gives. The cache is
+// primed by another subject with other filter values; subjects with and
+// without the metadata mask, filters, min_score and several k.
 func TestCachedStatementsMatchBuilt(t *testing.T) {
 	f := sharedEnv(t)
 	minA, minB := 0.2, 0.45
-	filters := []retriever.Filter{
-		nil,
-		{"source": json.RawMessage(`"wiki"`)},
-		{"source": json.RawMessage(`{"$in": ["wiki", "drive"]}`), "metadata.year": json.RawMessage(`{"$gte": 2021}`)},
+	filters := [][2]retriever.Filter{
+		{nil, nil},
+		{{"source": json.RawMessage(`"wiki"`)}, {"source": json.RawMessage(`"drive"`)}},
+		{
+			{"source": json.RawMessage(`{"$in": ["wiki", "drive"]}`), "metadata.year": json.RawMessage(`{"$gte": 2021}`)},
+			{"source": json.RawMessage(`{"$in": ["chat", "mail"]}`), "metadata.year": json.RawMessage(`{"$gte": 1999}`)},
+		},
 	}
-	for _, id := range []string{"alice", "bob", "carol", "dave"} {
-		u := f.user(t, id)
+	users := []string{"alice", "bob", "carol", "dave"}
+	for i, id := range users {
+		u, other := f.user(t, id), f.user(t, users[(i+1)%len(users)])
 		for fi, flt := range filters {
 			for _, k := range []int{1, 10} {
 				for _, ms := range [][2]*float64{{nil, nil}, {&minA, &minB}} {
-					q := retriever.Query{Resource: "chunks", Embedding: f.topic(3), K: k, Filter: flt, MinScore: ms[0]}
-					primer := retriever.Query{Resource: "chunks", Embedding: f.topic(9), K: k, Filter: flt, MinScore: ms[1]}
-					cached, built, err := retriever.CachedAndBuilt(f.policy, filter.Request{Subject: u.subject()}, q, primer)
+					q := retriever.Query{Resource: "chunks", Embedding: f.topic(3), K: k, Filter: flt[0], MinScore: ms[0]}
+					primer := retriever.Query{Resource: "chunks", Embedding: f.topic(9), K: k, Filter: flt[1], MinScore: ms[1]}
+					cached, built, err := retriever.CachedAndBuilt(f.policy, filter.Request{Subject: u.subject()}, q,
+						filter.Request{Subject: other.subject()}, primer)
 					if err != nil {
 						t.Fatalf("%s filter %d k %d: %v", id, fi, k, err)
 					}
@@ -210,5 +216,49 @@ func TestCachedStatementsMatchBuilt(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestReloadedPolicyNeverReusesText: two policies that differ only inside
+// a string literal must never share a cached statement.
+func TestReloadedPolicyNeverReusesText(t *testing.T) {
+	compile := func(src string) *filter.Policy {
+		set, err := policy.Parse(policy.Source{Name: "p.yaml", Data: []byte(src)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := filter.Compile(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const src = `version: 1
+resources:
+  chunks:
+    table: chunks
+    tenant: tenant_id
+    id: id
+    content: content
+    embedding: embedding
+    metadata: metadata
+    allow:
+      - name: team
+        when: "source = 'hr payroll'"
+`
+	before := compile(strings.Replace(src, "'hr payroll'", "'hr  payroll'", 1))
+	after := compile(src)
+	req := filter.Request{Subject: &policy.Subject{ID: "u", Tenant: "t"}}
+	q := retriever.Query{Resource: "chunks", Embedding: []float32{1, 0}, K: 5}
+	a, _, err := retriever.SearchStatement(before, req, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := retriever.SearchStatement(after, req, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(a, "'hr  payroll'") || !strings.Contains(b, "'hr payroll'") || strings.Contains(b, "'hr  payroll'") {
+		t.Errorf("the second policy's statement does not carry its own literal:\n%s\n%s", a, b)
 	}
 }

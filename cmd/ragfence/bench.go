@@ -37,7 +37,9 @@ func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
 		"runs the same queries through six strategies (unfiltered ANN, application post-filtering,\n"+
 		"row-level security, ragfence's predicate with plain index settings, ragfence's full strategy,\n"+
 		"exact kNN) at 100%, 10%, 1% and 0.1% selectivity, and prints a Markdown report. Exits 1 if\n"+
-		"ragfence's recall@10 is below 0.98 or it returned fewer than k rows in any cell.", out)
+		"ragfence's recall@10 is below 0.98 or it returned fewer than k rows in any cell.\n\n"+
+		"The RLS strategy connects as role ragfence_bench_rls, created without a password: the\n"+
+		"server must let it log in to the scratch database (trust or peer authentication locally).", out)
 	var f benchFlags
 	fs.StringVar(&f.db, "db", os.Getenv("DATABASE_URL"), "PostgreSQL URL; the scratch database is created on the same server (default $DATABASE_URL)")
 	fs.BoolVar(&f.quick, "quick", false, "the CI profile: 20,000 rows, 300 queries per cell (default: 200,000 rows, 2,000 queries)")
@@ -62,6 +64,9 @@ func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if f.concurrency < 1 {
+		return usagef("--concurrency must be at least 1")
 	}
 	if f.db == "" {
 		return usagef("no database given: pass --db postgres://user@host:5432/db or set DATABASE_URL (make db prints one)")
@@ -117,10 +122,10 @@ func benchCommand(args []string, db string) string {
 	out := []string{"ragfence", "bench"}
 	for i, a := range args {
 		switch {
-		case a == db || (i > 0 && args[i-1] == "--db"):
+		case a == db || (i > 0 && (args[i-1] == "--db" || args[i-1] == "-db")):
 			a = "$DATABASE_URL"
-		case strings.HasPrefix(a, "--db="):
-			a = "--db=$DATABASE_URL"
+		case strings.HasPrefix(a, "--db=") || strings.HasPrefix(a, "-db="):
+			a = a[:strings.Index(a, "=")+1] + "$DATABASE_URL"
 		}
 		out = append(out, a)
 	}

@@ -81,15 +81,19 @@ func dataMarker(data DataConfig) string {
 	return "ragfence bench " + string(b)
 }
 
-// Drop removes the scratch database.
+// Drop removes the scratch database, and the RLS role unless a kept
+// scratch database still grants it something.
 func (s *Scratch) Drop(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, s.adminURL)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{s.Name}.Sanitize()+" WITH (FORCE)")
-	return err
+	if _, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{s.Name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return err
+	}
+	_, _ = conn.Exec(ctx, "DROP ROLE IF EXISTS "+rlsRole) // still in use elsewhere: it stays
+	return nil
 }
 
 func withDatabase(dsn, db, user string) (string, error) {
