@@ -29,7 +29,7 @@ func WriteCharts(dir string, r *Report) error {
 }
 
 func chart(path string, r *Report, ylabel string, value func(Result) float64, logY bool) error {
-	const cols = 3
+	cols := len(Placements)
 	panels := make([][]*plot.Plot, 1)
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, pl := range Placements {

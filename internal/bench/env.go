@@ -3,8 +3,10 @@ package bench
 import (
 	"bufio"
 	"context"
+	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,14 +37,8 @@ var settingNames = []string{
 func Describe(ctx context.Context, pool *pgxpool.Pool) (Machine, error) {
 	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
 		CPU: procField("/proc/cpuinfo", "model name"), Settings: map[string]string{}}
-	if kb := procField("/proc/meminfo", "MemTotal"); kb != "" {
-		var n float64
-		for _, c := range strings.TrimSuffix(kb, " kB") {
-			if c >= '0' && c <= '9' {
-				n = n*10 + float64(c-'0')
-			}
-		}
-		m.MemoryGiB = float64(int(n/1024/1024*10)) / 10
+	if kb, err := strconv.ParseFloat(strings.TrimSuffix(procField("/proc/meminfo", "MemTotal"), " kB"), 64); err == nil {
+		m.MemoryGiB = math.Floor(kb/1024/1024*10) / 10
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
