@@ -233,3 +233,29 @@ func BenchmarkCompile(b *testing.B) {
 		}
 	}
 }
+
+// A rule whose parentheses pg_query's deparser drops compiles to SQL of the
+// rule's meaning: (a OR b) IS NOT NULL AND c, not a OR (b IS NOT NULL AND c),
+// which would grant every public row.
+func TestFragmentKeepsParentheses(t *testing.T) {
+	p := compile(t, `version: 1
+resources:
+  docs:
+    tenant: tenant_id
+    allow:
+      - name: odd
+        when: (visibility = 'public' OR visibility = 'group') IS NOT NULL AND owner_id = subject.id
+`)
+	f, err := p.Fragment("docs", filter.Request{Subject: alice(), Alias: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql, _, err := f.ToSql()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `("d".visibility = 'public' OR "d".visibility = 'group') IS NOT NULL AND "d".owner_id = ?::pg_catalog.text`
+	if !strings.Contains(sql, want) {
+		t.Errorf("fragment %s\ndoes not contain %s", sql, want)
+	}
+}

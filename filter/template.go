@@ -9,6 +9,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ragfence/ragfence/internal/deparse"
 	"github.com/ragfence/ragfence/internal/pgwalk"
 	"github.com/ragfence/ragfence/policy"
 )
@@ -75,16 +76,9 @@ func compileCondition(c *policy.Condition, res *policy.Resource, set *policy.Set
 	if tr.err != nil {
 		return nil, tr.err
 	}
-	stmt := &pg.ParseResult{Stmts: []*pg.RawStmt{{Stmt: &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: &pg.SelectStmt{
-		TargetList: []*pg.Node{pg.MakeResTargetNodeWithVal(expr, 0)},
-	}}}}}}
-	sql, err := pg.Deparse(stmt)
+	sql, err := deparse.Expr(expr)
 	if err != nil {
-		return nil, fmt.Errorf("filter: deparse %q: %w", c.Text, err)
-	}
-	sql, ok := strings.CutPrefix(sql, "SELECT ")
-	if !ok {
-		return nil, fmt.Errorf("filter: unexpected deparse of %q: %s", c.Text, sql)
+		return nil, fmt.Errorf("filter: condition %q cannot be written as SQL that means what it says: %w", c.Text, err)
 	}
 	return split(sql, tr.slots)
 }
@@ -149,7 +143,9 @@ var sqlTypes = map[string]string{
 
 func typeName(t policy.Type) *pg.TypeName {
 	name, array := strings.CutSuffix(string(t), "[]")
-	tn := &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode("pg_catalog"), pg.MakeStrNode(sqlTypes[name])}}
+	// Typemod -1 is what the parser records for a type without modifiers,
+	// so the compiled tree compares equal to its own text read back.
+	tn := &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode("pg_catalog"), pg.MakeStrNode(sqlTypes[name])}, Typemod: -1}
 	if array {
 		tn.ArrayBounds = []*pg.Node{pg.MakeIntNode(-1)}
 	}

@@ -13,10 +13,10 @@ import (
 )
 
 // Querier is what Wrap wraps: *pgxpool.Pool, *pgx.Conn and pgx.Tx all are.
+// Every statement goes out in a batch, between the settings it runs with
+// and their restore (see the package doc).
 type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // DB runs statements through the policy: every statement is rewritten for
@@ -24,10 +24,11 @@ type Querier interface {
 // closed: no subject in the context, a write, or anything the rewriter
 // cannot make safe is an error, never an unfiltered query.
 type DB struct {
-	q    Querier
-	p    *Policy
-	rw   *rewrite.Rewriter
-	mode rewrite.Mode
+	q       Querier
+	p       *Policy
+	rw      *rewrite.Rewriter
+	mode    rewrite.Mode
+	timeout time.Duration
 }
 
 // Option configures Wrap.
@@ -46,14 +47,14 @@ func Untrusted() Option {
 	return func(db *DB) { db.mode = rewrite.Strict }
 }
 
-// Wrap returns q filtered by p.
-//
-// Vector searches: with an HNSW index, a selective policy can make the
-// index scan yield fewer than k permitted rows unless pgvector's iterative
-// scans are on. Turn them on for the connections Wrap uses, e.g. in
-// pgxpool.Config.AfterConnect: SET hnsw.iterative_scan = strict_order.
+// Wrap returns q filtered by p. Each statement runs with JIT off, a
+// statement timeout (DefaultStatementTimeout unless WithStatementTimeout
+// says otherwise) and pgvector's strict-order iterative index scans; in the
+// caller's transaction, the settings are restored after the statement (see
+// the package doc).
 func Wrap(q Querier, p *Policy, opts ...Option) *DB {
-	db := &DB{q: q, p: p, rw: rewrite.New(p.Set(), []string{"public"}), mode: rewrite.Trusted}
+	db := &DB{q: q, p: p, rw: rewrite.New(p.Set(), []string{"public"}), mode: rewrite.Trusted,
+		timeout: DefaultStatementTimeout}
 	for _, o := range opts {
 		o(db)
 	}
@@ -108,13 +109,14 @@ func (db *DB) Rewrite(ctx context.Context, sql string, args ...any) (string, []a
 	return res.SQL, append(append(make([]any, 0, len(args)+len(res.Args)), args...), res.Args...), nil
 }
 
-// Query runs a filtered query.
+// Query runs a filtered query. Its rows hold the connection until they are
+// closed or read to the end, as pgx's do.
 func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	q, all, err := db.Rewrite(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
-	return db.q.Query(ctx, q, all...)
+	return db.query(ctx, q, all)
 }
 
 // QueryRow runs a filtered query for one row; a refusal surfaces from Scan.
@@ -123,7 +125,11 @@ func (db *DB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	if err != nil {
 		return errRow{err}
 	}
-	return db.q.QueryRow(ctx, q, all...)
+	rows, err := db.query(ctx, q, all)
+	if err != nil {
+		return errRow{err}
+	}
+	return batchRow{rows}
 }
 
 // Exec runs a filtered statement. Writes are refused: only a SELECT passes
@@ -133,7 +139,7 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	return db.q.Exec(ctx, q, all...)
+	return db.exec(ctx, q, all)
 }
 
 type errRow struct{ err error }

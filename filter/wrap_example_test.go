@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	sq "github.com/Masterminds/squirrel"
 	"github.com/jackc/pgx/v5"
@@ -38,7 +39,9 @@ resources:
         when: owner_id = subject.id
 `)})
 	p, _ := filter.Compile(set)
-	db := filter.Wrap(tx, p, filter.WithSearchPath("pg_temp"))
+	// Each statement runs with JIT off and a timeout (DefaultStatementTimeout
+	// unless set); in tx, they are restored after it.
+	db := filter.Wrap(tx, p, filter.WithSearchPath("pg_temp"), filter.WithStatementTimeout(5*time.Second))
 
 	ctx = filter.WithSubject(ctx, &policy.Subject{ID: "alice", Tenant: "acme"})
 	rows, _ := db.Query(ctx, `SELECT id, body FROM notes ORDER BY id`)

@@ -15,6 +15,7 @@ import (
 	pgparser "github.com/pganalyze/pg_query_go/v5/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ragfence/ragfence/internal/deparse"
 	"github.com/ragfence/ragfence/internal/suggest"
 )
 
@@ -94,6 +95,13 @@ func readCondition(r *reader, n *yaml.Node, sc *scope) *Condition {
 	before := len(*r.errs)
 	v.expr(expr, nil)
 	if len(*r.errs) > before {
+		return nil
+	}
+	// Every condition reaches PostgreSQL as deparsed text: one whose text
+	// would read back as another expression would grant something else.
+	if _, err := deparse.Expr(expr); err != nil {
+		r.errorAt(at(int32(len(conditionPrefix))), CodeUnfaithful,
+			"ragfence cannot write this condition back as SQL with the same meaning (%v); add parentheses or restate it", err)
 		return nil
 	}
 	for _, l := range [][]string{c.Subject, c.Context, c.Columns, c.Relations} {

@@ -16,6 +16,7 @@ const (
 	CodeDuplicate    = "duplicate"     // a name defined twice
 	CodeSyntax       = "syntax"        // a condition PostgreSQL cannot parse
 	CodeForbidden    = "forbidden"     // SQL outside the allowed subset
+	CodeUnfaithful   = "unfaithful"    // a condition ragfence cannot write back as SQL of the same meaning
 	CodeUnknownName  = "unknown_name"  // a column, attribute, relation or function that does not exist
 	CodeCatalog      = "catalog"       // the live database disagrees with the policy
 )

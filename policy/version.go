@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	pg "github.com/pganalyze/pg_query_go/v5"
+	"github.com/ragfence/ragfence/internal/deparse"
 )
 
 // canonicalVersion hashes what the set means, in a fixed order: names,
@@ -68,12 +68,9 @@ func canonical(c *Condition) string {
 	if c.Expr == nil {
 		return c.Text
 	}
-	stmt := &pg.ParseResult{Stmts: []*pg.RawStmt{{Stmt: &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: &pg.SelectStmt{
-		TargetList: []*pg.Node{pg.MakeResTargetNodeWithVal(c.Expr, 0)},
-	}}}}}}
-	sql, err := pg.Deparse(stmt)
+	sql, err := deparse.Expr(c.Expr)
 	if err != nil {
 		return c.Text
 	}
-	return sql
+	return "SELECT " + sql // as versions were computed before deparse was faithful
 }

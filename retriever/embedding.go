@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 )
 
@@ -73,3 +74,39 @@ func skipSpace(b []byte, i int) int {
 	}
 	return i
 }
+
+// checkNorm refuses a query vector whose cosine distance to stored vectors
+// is undefined as pgvector 0.8.0 computes it (the only distance Search
+// uses, <=>): cosine_distance sums the squares of each vector in float32,
+// so a vector whose every square underflows, such as [1e-45, 0, 0], has a
+// zero norm there although its elements are not all zero, and one whose
+// sum overflows float32 has an infinite norm. Either way the distance to a
+// stored vector is NaN, or a meaningless 0 or 2 where the similarity's
+// division by zero (or by infinity) is clamped to [-1, 1]. (pgvector's L2
+// distance <-> stays defined for any finite vectors; its inner product <#>
+// is NaN when the float32 sum overflows both ways. Neither is used here.)
+func checkNorm(v []float32) error {
+	zero := true
+	var sum float64
+	for _, x := range v {
+		// The conversion rounds to float32 as pgvector does, whether or
+		// not the compiler fuses the multiplication into the sum.
+		if float32(x*x) != 0 {
+			zero = false
+		}
+		sum += float64(x) * float64(x)
+	}
+	switch {
+	case zero:
+		return &RequestError{Code: CodeInvalidEmbedding,
+			Msg: "the embedding's norm is zero (in float32): its cosine distance to any vector is undefined"}
+	case sum >= maxNormSquared:
+		return &RequestError{Code: CodeInvalidEmbedding,
+			Msg: "the embedding's norm overflows float32: its cosine distance to any vector is undefined"}
+	}
+	return nil
+}
+
+// maxNormSquared bounds a query's squared norm well below float32's range,
+// so that no order of pgvector's float32 summation overflows.
+const maxNormSquared = math.MaxFloat32 / 4

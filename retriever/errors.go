@@ -10,8 +10,8 @@ type Code string
 
 // Error codes of the API, with the HTTP status each is answered with.
 const (
-	CodeInvalidJSON       Code = "invalid_json"         // 400: malformed JSON or unknown fields
-	CodeInvalidEmbedding  Code = "invalid_embedding"    // 400: missing, wrong dimension or not finite
+	CodeInvalidJSON       Code = "invalid_json"         // 400: malformed JSON, unknown fields, duplicate keys, keys matching a field only in another case
+	CodeInvalidEmbedding  Code = "invalid_embedding"    // 400: missing, wrong dimension, not finite, or no cosine distance (zero norm)
 	CodeInvalidK          Code = "invalid_k"            // 400: k out of range
 	CodeInvalidQuery      Code = "invalid_query"        // 400: query text empty or too long
 	CodeInvalidMinScore   Code = "invalid_min_score"    // 400: min_score outside [-1, 1]

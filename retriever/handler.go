@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/retriever/embed"
+	"github.com/ragfence/ragfence/retriever/internal/strictjson"
 )
 
 // Response is the body of a successful POST /v1/retrieve.
@@ -67,6 +69,12 @@ func (s *Server) retrieve(c echo.Context) error {
 	x := &exchange{start: s.cfg.Now(), began: time.Now(), id: audit.NewDecisionID(), outcome: outcomeError}
 	c.Response().Header().Set("X-Decision-Id", x.id)
 	resp, err := s.serve(c, x)
+	var body []byte
+	if err == nil {
+		// Encoded before the record is written, so that an answer that
+		// cannot be sent is not recorded as allowed.
+		body, err = encodeResponse(resp)
+	}
 	if err != nil {
 		x.outcome = outcomeOf(err, x.outcome)
 		x.detail = map[string]any{"error": string(codeOf(err))}
@@ -83,7 +91,16 @@ func (s *Server) retrieve(c echo.Context) error {
 		return err
 	}
 	s.metrics.rows.Observe(float64(len(resp.Results)))
-	return c.JSON(http.StatusOK, resp)
+	return c.JSONBlob(http.StatusOK, body)
+}
+
+// encodeResponse is resp as c.JSON would send it.
+func encodeResponse(resp *Response) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(resp); err != nil {
+		return nil, &RequestError{Code: CodeInternal, Msg: "the answer could not be encoded; the server log has the details", Err: err}
+	}
+	return buf.Bytes(), nil
 }
 
 // serve authenticates, validates and searches.
@@ -112,6 +129,10 @@ func (s *Server) serve(c echo.Context, x *exchange) (*Response, error) {
 		return nil, &RequestError{Code: CodeUnknownCollection, Msg: fmt.Sprintf("unknown collection %q; this server has: %v", q.Resource, p.Set().Names)}
 	}
 	if err := s.checkEmbedding(ctx, res, q.Embedding); err != nil {
+		return nil, err
+	}
+	// After the embedder too: a model can answer a zero vector.
+	if err := checkNorm(q.Embedding); err != nil {
 		return nil, err
 	}
 	subject, err := p.Set().CheckSubject(id.Subject)
@@ -156,7 +177,11 @@ func (s *Server) respond(x *exchange, p *filter.Policy, frag *filter.Fragment, r
 	return &Response{Results: results, Decision: d}
 }
 
-// decode reads the body strictly: JSON only, no unknown fields, bounded.
+// wireSchema is what decode reads of a body, for strictjson.Check.
+var wireSchema = strictjson.ForType(reflect.TypeFor[wireQuery]())
+
+// decode reads the body strictly: JSON only, no unknown fields, no
+// duplicate keys or case-insensitive matches, bounded.
 func (s *Server) decode(c echo.Context) (Query, error) {
 	var q Query
 	if mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType)); err != nil || mt != "application/json" {
@@ -176,8 +201,11 @@ func (s *Server) decode(c echo.Context) (Query, error) {
 	if err := dec.Decode(&w); err != nil {
 		return q, &RequestError{Code: CodeInvalidJSON, Msg: "invalid JSON body: " + jsonProblem(err), Err: err}
 	}
-	if dec.More() {
-		return q, &RequestError{Code: CodeInvalidJSON, Msg: "invalid JSON body: more than one JSON value"}
+	// What encoding/json accepted, a proxy in front may have read another
+	// way: refuse duplicate keys, names matching a field only in another
+	// letter case, and anything after the value.
+	if err := strictjson.Check(body, wireSchema); err != nil {
+		return q, &RequestError{Code: CodeInvalidJSON, Msg: "invalid JSON body: " + err.Error(), Err: err}
 	}
 	q = Query{Resource: w.Resource, Text: w.Text, K: w.K, Filter: w.Filter, MinScore: w.MinScore}
 	if q.Embedding, err = parseEmbedding(w.Embedding); err != nil {
@@ -237,8 +265,12 @@ func (s *Server) checkEmbedding(ctx context.Context, res *policy.Resource, v []f
 	dim, ok := s.dims.Load(key)
 	if !ok {
 		var typmod int
-		err := s.cfg.Pool.QueryRow(ctx, `SELECT atttypmod FROM pg_attribute
-			WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped`, res.Table, res.Embedding).Scan(&typmod)
+		b := &pgx.Batch{}
+		b.Queue(requestSettingsSQL, timeoutSetting(s.search.StatementTimeout))
+		b.Queue(`SELECT atttypmod FROM pg_attribute
+			WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped`, res.Table, res.Embedding).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&typmod) })
+		err := s.cfg.Pool.SendBatch(ctx, b).Close()
 		if errors.Is(err, pgx.ErrNoRows) {
 			return &RequestError{Code: CodeInternal, Msg: "the collection's table has no embedding column; run ragfence policy check --db", Err: err}
 		}

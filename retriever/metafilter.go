@@ -95,9 +95,19 @@ func filterTarget(res *policy.Resource, column func(string) sq.Sqlizer, field st
 }
 
 // fieldConditions turns one field's value into conditions. Column values are
-// bound as text and converted by PostgreSQL to the column's type; metadata
-// values are compared as jsonb of the same JSON type (jsonb orders values of
-// different types by type, which would make "2024" > 1 silently true).
+// bound as text, as parameters whose type PostgreSQL infers from the
+// column's (so it parses them as the column's type when the statement is
+// bound); metadata values are compared as jsonb of the same JSON type (jsonb
+// orders values of different types by type, which would make "2024" > 1
+// silently true).
+//
+// No condition may raise an error that depends on a row's data: the
+// planner may evaluate it before the tenant's and the policy's conditions,
+// on rows the subject may not see, and the error would tell whether such a
+// row exists. So nothing here casts a column or a jsonb value (a cast of
+// metadata->>'year' to integer raises on another tenant's "2024a"); values
+// are converted only as parameters, and jsonb is compared as jsonb, whose
+// operators (->, =, <, jsonb_typeof) never raise, whatever the document.
 func fieldConditions(field string, target target, raw json.RawMessage) ([]sq.Sqlizer, error) {
 	ops := map[string]json.RawMessage{"$eq": raw}
 	trimmed := bytes.TrimSpace(raw)
@@ -141,15 +151,21 @@ func condition(field string, t target, op string, raw json.RawMessage) (sq.Sqliz
 			}
 			vals[i] = s
 		}
-		cast := "::text[]"
-		if t.isJSON {
-			cast = "::jsonb[]"
-		}
 		any := "= ANY"
 		if op == "NOT IN" {
 			any = "<> ALL"
 		}
-		return sq.Expr(fmt.Sprintf("%s %s(?%s)", t.sql, any, cast), t.with(vals)...), nil
+		if t.isJSON {
+			return sq.Expr(fmt.Sprintf("%s %s(?::jsonb[])", t.sql, any), t.with(vals)...), nil
+		}
+		// One array literal, with no cast: PostgreSQL infers the
+		// parameter's type from the column's (integer[] for an integer
+		// column) and pgx sends a string as text, which the server parses
+		// as that type when the statement is bound, before any row is
+		// read. A value that is not one of the column's type is a data
+		// exception then, answered as invalid_filter; it cannot depend on
+		// any row.
+		return sq.Expr(fmt.Sprintf("%s %s(?)", t.sql, any), t.with(arrayLiteral(vals))...), nil
 	}
 	v, err := scalar(field, raw, t.isJSON)
 	if err != nil {
@@ -197,4 +213,26 @@ func filterErr(field, format string, args ...any) error {
 // through squirrel, which reads ? as a placeholder unless doubled.
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, "'", "''"), "?", "??") + "'"
+}
+
+// arrayLiteral is vals as a PostgreSQL array literal of quoted elements,
+// which the server parses into an array of any element type.
+func arrayLiteral(vals []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for _, c := range []byte(v) {
+			if c == '"' || c == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
 }

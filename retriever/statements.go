@@ -78,7 +78,7 @@ func (t statements) bind(frag *filter.Fragment, content, metadata string, q Quer
 	k := uint64(q.K)
 	cols := append(append([]any{vec}, frag.ColumnArgs(content)...), frag.ColumnArgs(metadata)...)
 	t.permittedArgs = append(frag.Args(), filterArgs...)
-	where := append(append([]any{}, t.permittedArgs...), minScoreArgs(vec, q.MinScore)...)
+	where := append(append([]any{}, t.permittedArgs...), minScoreArgs(vec, q)...)
 	ann := append(append([]any{}, cols...), where...)
 	t.exactArgs = append(append([]any{}, ann...), vec)
 	fallback := append(append(append([]any{}, ann...), k), vec)
@@ -86,11 +86,38 @@ func (t statements) bind(frag *filter.Fragment, content, metadata string, q Quer
 	return t
 }
 
-func minScoreArgs(vec pgvector.Vector, min *float64) []any {
-	if min == nil {
+// minScoreCondition keeps the rows at most minScoreArgs' distance from the
+// query. It is in WHERE, so it may run before the policy's conditions on
+// rows the subject may not see, and must not raise: pgvector raises for
+// vectors of different dimensions, which a column declared without one
+// may hold, so the distance is computed only when they agree (CASE
+// evaluates its branch only then). A NaN distance is not <= any number.
+func minScoreCondition(embedding string) string {
+	return "CASE WHEN vector_dims(" + embedding + ") = ? THEN " + embedding + " <=> ? <= ? END"
+}
+
+// minScoreArgs are minScoreCondition's values: the query's dimension, the
+// query and the largest distance kept, 1 - min_score.
+func minScoreArgs(vec pgvector.Vector, q Query) []any {
+	if q.MinScore == nil {
 		return nil
 	}
-	return []any{vec, 1 - *min}
+	return []any{len(q.Embedding), vec, 1 - *q.MinScore}
+}
+
+// definedOnly keeps the rows of sql, a search arm ending in ORDER BY
+// distance LIMIT n, whose distance is a number. pgvector's cosine distance
+// is NaN for a stored vector of zero norm in float32 (and one whose norm
+// overflows it); the HNSW index leaves zero vectors out of its graph, but
+// the exact read meets them. PostgreSQL sorts NaN after every number, so
+// the arm's first n rows hold every defined row that any n rows could, and
+// dropping NaN after the LIMIT returns the nearest defined rows. The
+// condition reads the arm's own column, so the distance is not computed
+// again, and being outside the arm it cannot change how the arm is
+// planned (a condition on the distance inside it moves the planner off the
+// HNSW index).
+func definedOnly(sql string) string {
+	return "SELECT id, distance, content, metadata FROM (" + sql + ") AS arm WHERE distance <> 'NaN'::float8"
 }
 
 // statements are a search's SQL, values bound.
@@ -116,8 +143,10 @@ type statements struct {
 // arm, which the planner gates on a one-time filter and so never runs
 // otherwise, reads the permitted rows exactly: "+ 0" keeps the vector index
 // out of it. The outer ORDER BY re-sorts what relaxed order may have left
-// out of order. Either way the statement returns k rows whenever k
-// permitted rows exist. The exact plan is that second arm alone.
+// out of order. Both arms keep only rows whose distance is a number
+// (definedOnly), so ann counts only those. Either way the statement
+// returns k rows whenever k permitted rows with a distance exist. The
+// exact plan is that second arm alone.
 func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch int, filterCond sq.Sqlizer) (st statements, err error) {
 	res := p.Set().Resources[q.Resource]
 	col := func(name string) string { return alias + "." + pgx.Identifier{name}.Sanitize() }
@@ -143,14 +172,19 @@ func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch
 	}
 	distance := sq.Expr(col(res.Embedding)+" <=> ?", pgvector.NewVector(q.Embedding))
 	if q.MinScore != nil {
-		b = b.Where(sq.Expr(col(res.Embedding)+" <=> ? <= ?", minScoreArgs(pgvector.NewVector(q.Embedding), q.MinScore)...))
+		b = b.Where(sq.Expr(minScoreCondition(col(res.Embedding)), minScoreArgs(pgvector.NewVector(q.Embedding), q)...))
 	}
 	st.k = q.K
 	k := uint64(q.K)
 	exactOrder := sq.Expr("(?) + 0", distance)
-	if st.exact, st.exactArgs, err = b.OrderByClause(exactOrder).Limit(k).PlaceholderFormat(sq.Dollar).ToSql(); err != nil {
+	exact, exactArgs, err := b.OrderByClause(exactOrder).Limit(k).ToSql()
+	if err != nil {
 		return st, err
 	}
+	if st.exact, err = sq.Dollar.ReplacePlaceholders(definedOnly(exact)); err != nil {
+		return st, err
+	}
+	st.exactArgs = exactArgs
 	ann, annArgs, err := b.OrderBy("distance").Limit(k * uint64(max(overfetch, 1))).ToSql()
 	if err != nil {
 		return st, err
@@ -159,9 +193,9 @@ func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch
 	if err != nil {
 		return st, err
 	}
-	sql := "WITH ann AS MATERIALIZED (" + ann + ")\n" +
+	sql := "WITH ann AS MATERIALIZED (" + definedOnly(ann) + ")\n" +
 		"SELECT id, distance, content, metadata FROM ann WHERE (SELECT count(*) FROM ann) >= ?\n" +
-		"UNION ALL\n(" + fallback + ")\nORDER BY distance LIMIT ?"
+		"UNION ALL\n(" + definedOnly(fallback) + ")\nORDER BY distance LIMIT ?"
 	st.indexArgs = append(append(append(annArgs, k), fallbackArgs...), k)
 	st.index, err = sq.Dollar.ReplacePlaceholders(sql)
 	return st, err

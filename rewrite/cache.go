@@ -28,6 +28,7 @@ type entry struct {
 	placed   []placement
 	variants map[string]string // fragment shapes -> rewritten SQL
 	refusal  *Error            // a refusal that does not depend on the request
+	fenced   bool              // Result.Fenced, which depends on the statement alone
 }
 
 func newCache(size int) *cache {
@@ -62,7 +63,7 @@ func (c *cache) variant(e *entry, shapes string) (string, bool) {
 }
 
 // put records a rewrite (or a refusal) under key.
-func (c *cache) put(key string, placed []placement, shapes, sql string, refusal *Error) {
+func (c *cache) put(key string, placed []placement, shapes, sql string, fenced bool, refusal *Error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
@@ -73,7 +74,7 @@ func (c *cache) put(key string, placed []placement, shapes, sql string, refusal 
 		}
 		return
 	}
-	e := &entry{key: key, placed: placed, variants: map[string]string{}, refusal: refusal}
+	e := &entry{key: key, placed: placed, variants: map[string]string{}, refusal: refusal, fenced: fenced}
 	if refusal == nil {
 		e.variants[shapes] = sql
 	}

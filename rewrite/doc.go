@@ -36,29 +36,88 @@
 // masked column used outside the select list. Each refusal is an *Error with
 // a stable Code.
 //
-// # Threat model: Trusted and Strict
+// # The guarantee: nothing of a hidden row is observable
+//
+// A statement sees a protected table only through its filtered subquery,
+// so no row it returns comes from a row its subject may not see. That alone
+// is not enough: PostgreSQL's planner flattens the subquery into the
+// statement and orders all conditions by cost, so a condition the statement
+// wrote may run on a row before the tenant predicate and the policy have
+// excluded it. A condition that raises an error on some value (a cast of a
+// column, a division, an ARRAY[...] of arrays of different sizes, a LIKE
+// pattern from a column, a subscript out of range) would then answer with
+// an error, or an error message quoting the value, that depends on another
+// tenant's data. ragfence gives the statement's expressions the guarantee
+// PostgreSQL gives row-level security policies over non-LEAKPROOF user
+// conditions: no expression that can raise on a row's data is evaluated on
+// a row before that row has passed the tenant predicate and the policy.
+//
+// Each expression is judged where it stands (see strict.go):
+//
+//   - In a qual position (WHERE, JOIN ON, HAVING, and the select list of a
+//     subquery, a CTE or an IN subquery, which the planner can pull up into
+//     a condition) it may run on rows the policy has not yet filtered.
+//   - In a post position (the statement's own select list, ORDER BY, GROUP
+//     BY, DISTINCT, and the arguments of aggregates and window functions) it
+//     runs only on rows that have passed every condition of its query level,
+//     the policy's included.
+//
+// An expression is safe when none of its parts can raise on any row's data:
+// comparisons (= <> < > <= >=), IS [NOT] DISTINCT FROM, BETWEEN, IN, AND,
+// OR, NOT, IS [NOT] NULL, IS TRUE/FALSE/UNKNOWN, CASE, COALESCE, GREATEST,
+// LEAST, NULLIF, row constructors, jsonb -> ->> ? @> <@ and array && @> <@,
+// LIKE and ILIKE with a literal pattern that PostgreSQL accepts (checked at
+// rewrite: not ending with its escape character; a literal ESCAPE of at most
+// one character), ARRAY[...] whose shape cannot vary (a scalar literal among
+// its elements, a single element, or nested ARRAY literals of one shape),
+// subscripts by integer literals, casts of literals (converted when the
+// statement is parsed) and of parameters (whose type the server infers from
+// the cast, so the driver converts the value before the statement runs),
+// EXISTS and IN subqueries, scalar subqueries that cannot return more than
+// one row (LIMIT 1, or only aggregates), and the functions in
+// leakproofFunctions (functions.go). A CASE is as safe as its least safe
+// branch. Two kinds raise only on the rows they are computed from, and are
+// safe after the policy: pgvector distances (<->, <=>, <#>, <+> and their
+// functions raise when the dimensions differ; only the database knows the
+// column's) and scalar subqueries (more than one row of the subquery,
+// itself filtered).
+//
+// When any expression in a qual position is not safe, every protected table
+// of the statement is fenced: its filtered subquery gets OFFSET 0, which
+// PostgreSQL neither flattens nor pushes conditions into (fence.go), so the
+// statement's expressions see only permitted rows, whatever the plan. A
+// fence keeps the planner from using the vector index for an ORDER BY
+// outside it, so a top-k search over one table (ORDER BY col <-> $1 LIMIT k,
+// no join, grouping or subquery condition) has its ordering moved inside the
+// fence, where the HNSW index serves it with the policy as its filter, while
+// the statement's conditions and its LIMIT stay outside. Statements whose
+// expressions are all safe are not fenced and plan exactly as the same
+// statement over the table would, joins and CTEs included.
+//
+// Out of scope: timing (how long a statement takes can depend on how many
+// rows the policy hides; bound it with a statement timeout, which
+// filter.Wrap and the server set), and which approximate neighbours a shared
+// HNSW graph returns (the graph is built over every tenant's rows, so an
+// approximate search's recall can depend on them; hnsw.iterative_scan keeps
+// the rows it returns to permitted ones). Implicit casts that PostgreSQL
+// inserts when it resolves an operator (timestamp to timestamptz, for
+// example) are not judged.
+//
+// # Trusted and Strict
 //
 // Trusted mode is for SQL the application's developers wrote. It is trusted
-// not to be malicious: it may use any allowlisted function and operator,
-// casts and arithmetic. The rewrite still guarantees it reads only permitted
-// rows, because the protected table is only reachable through the filtered
-// subquery.
+// not to be malicious, not to be bug-free: it may use any allowlisted
+// function and operator, casts and arithmetic, and a fence keeps whatever
+// they raise about permitted rows. filter.Wrap and ragfence query use it
+// unless told otherwise (filter.Untrusted, --untrusted).
 //
-// Strict mode, the default, is for SQL an AI agent generated or an end user
-// typed. Such SQL may try to learn about hidden rows through side channels.
-// PostgreSQL's planner flattens the filtered subquery and may evaluate the
-// statement's own predicates before the policy's (the leaky-view problem
-// that security barriers and LEAKPROOF functions solve inside PostgreSQL):
-// a predicate such as CASE WHEN secret = 'x' THEN 1/0 END would then raise
-// an error for a hidden row. In strict mode every expression may use only
-// operators and functions that cannot raise an error that depends on a
-// row's data: comparisons, boolean logic, IS NULL, IN, BETWEEN, pgvector's
-// distance operators on a fixed-dimension column, jsonb ->, ->>, ?, @>,
-// array && and <@, LIKE with a constant pattern, and a short list of
-// functions (count, coalesce, lower, ...). Division, arithmetic that can
-// overflow, casts of column values, regular expressions and everything else
-// are refused. Timing (a predicate's cost) is not a channel strict mode
-// closes; bound it with a statement timeout.
+// Strict mode is for SQL an AI agent generated or an end user typed, which
+// may probe for hidden rows on purpose. It accepts only safe expressions (in
+// either position), pgvector distances and scalar subqueries, and the
+// functions in strictFunctions; everything else is refused with a stable
+// code (operator_not_allowed, function_not_allowed, expression_not_allowed)
+// and a message saying what to write instead. Strict is Mode's zero value,
+// so a rewrite.Request that does not say otherwise is strict.
 //
 // # Caching
 //

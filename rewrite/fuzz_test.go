@@ -626,9 +626,19 @@ func (c *fzChecker) policySubquery(b map[string]any, sc *fzScope) bool {
 	if sel == nil || sel["op"] != "SETOP_NONE" {
 		return false
 	}
-	for k := range sel {
+	for k, v := range sel {
 		switch k {
 		case "targetList", "fromClause", "whereClause", "limitOption", "op":
+		case "limitOffset":
+			// A fence: OFFSET 0 and nothing else.
+			if fzInt(v) != 0 {
+				return false
+			}
+		case "sortClause":
+			// A top-k ordering moved into a fence; walked below.
+			if sel["limitOffset"] == nil {
+				return false
+			}
 		default:
 			return false
 		}
@@ -666,7 +676,25 @@ func (c *fzChecker) policySubquery(b map[string]any, sc *fzScope) bool {
 	c.checkMasks(sel["targetList"], key)
 	c.walk(sel["targetList"], sc, fzPolicySQL)
 	c.walk(sel["whereClause"], sc, fzPolicySQL)
+	c.walk(sel["sortClause"], sc, fzPolicySQL)
 	return true
+}
+
+// fzInt is the value of an integer constant node, or -1.
+func fzInt(v any) int {
+	n, _ := v.(map[string]any)
+	c, _ := n["A_Const"].(map[string]any)
+	if c == nil {
+		return -1
+	}
+	iv, _ := c["ival"].(map[string]any)
+	if iv == nil {
+		return -1
+	}
+	if x, ok := iv["ival"].(float64); ok {
+		return int(x)
+	}
+	return 0 // protojson omits a zero
 }
 
 // checkMasks flags a policy subquery that selects a masked column bare

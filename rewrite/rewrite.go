@@ -8,6 +8,7 @@ import (
 	sq "github.com/Masterminds/squirrel"
 	pg "github.com/pganalyze/pg_query_go/v5"
 
+	"github.com/ragfence/ragfence/internal/deparse"
 	"github.com/ragfence/ragfence/internal/pgwalk"
 	"github.com/ragfence/ragfence/policy"
 )
@@ -60,6 +61,10 @@ type Result struct {
 	Args []any
 	// Fragments are the policy fragments injected, one per protected reference.
 	Fragments []Fragment
+	// Fenced says whether the filtered subqueries are fences (see the
+	// package documentation): the statement has an expression that could
+	// fail on a row's data where the planner might evaluate it early.
+	Fenced bool
 }
 
 // Rewriter rewrites statements for one policy set and search path.
@@ -95,7 +100,7 @@ func (rw *Rewriter) Rewrite(sql string, req Request) (*Result, error) {
 			return nil, err
 		}
 		if out, ok := rw.cache.variant(e, shapes); ok {
-			return &Result{SQL: out, Args: args, Fragments: frags}, nil
+			return &Result{SQL: out, Args: args, Fragments: frags, Fenced: e.fenced}, nil
 		}
 	}
 	res, placed, err := rw.rewrite(sql, req)
@@ -104,7 +109,7 @@ func (rw *Rewriter) Rewrite(sql string, req Request) (*Result, error) {
 		if re, ok := err.(*Error); ok && re.Code != CodePolicy {
 			// The statement itself is refused, for every request.
 			refusal = re
-			rw.cache.put(key, nil, "", "", refusal)
+			rw.cache.put(key, nil, "", "", false, refusal)
 		}
 		return nil, err
 	}
@@ -113,7 +118,7 @@ func (rw *Rewriter) Rewrite(sql string, req Request) (*Result, error) {
 		shapes.WriteString(f.Shape())
 		shapes.WriteByte(0)
 	}
-	rw.cache.put(key, placed, shapes.String(), res.SQL, nil)
+	rw.cache.put(key, placed, shapes.String(), res.SQL, res.Fenced, nil)
 	return res, nil
 }
 
@@ -131,20 +136,20 @@ func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, erro
 	if err := w.checkParams(tree, req.NArgs); err != nil {
 		return nil, nil, err
 	}
-	w.selectStmt(sel, nil)
+	w.selectStmt(sel, nil, true)
 	if w.err != nil {
 		return nil, nil, w.err
 	}
-	out, err := pg.Deparse(tree)
-	if err == nil {
-		// pg_query's deparser has gaps (it writes (1).a as 1.a): a
-		// statement PostgreSQL would not parse back is refused, not sent.
-		_, err = pg.Parse(out)
+	if w.needFence {
+		w.buildFences()
 	}
+	// pg_query's deparser drops parentheses that matter; deparse writes
+	// them back or refuses a statement it cannot write faithfully.
+	out, err := deparse.Statement(tree)
 	if err != nil {
 		return nil, nil, &Error{Code: CodeExpression, Msg: "the statement cannot be rewritten faithfully: " + err.Error(), Position: -1, Err: err}
 	}
-	return &Result{SQL: out, Args: w.args, Fragments: w.frags}, w.placed, nil
+	return &Result{SQL: out, Args: w.args, Fragments: w.frags, Fenced: w.needFence}, w.placed, nil
 }
 
 // singleSelect returns the one SELECT of tree, refusing anything else.

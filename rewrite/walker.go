@@ -38,6 +38,9 @@ type walker struct {
 	frags     []Fragment
 	masked    map[string]bool // names of masked columns of referenced resources
 	placed    []placement
+	fences    map[*pg.RangeSubselect]*fence // the filtered subqueries put in
+	orders    []func()                      // top-k orderings to move into fences
+	needFence bool                          // an expression in a qual position may raise
 	err       error
 }
 
@@ -47,7 +50,9 @@ func (w *walker) fail(e *Error) {
 	}
 }
 
-func (w *walker) selectStmt(s *pg.SelectStmt, sc *scope) {
+// selectStmt rewrites one SELECT; top says whether its select list is the
+// statement's output (see position).
+func (w *walker) selectStmt(s *pg.SelectStmt, sc *scope, top bool) {
 	if s == nil || w.err != nil {
 		return
 	}
@@ -60,21 +65,31 @@ func (w *walker) selectStmt(s *pg.SelectStmt, sc *scope) {
 		return
 	}
 	sc = w.withClause(s.WithClause, sc)
-	w.selectStmt(s.Larg, sc)
-	w.selectStmt(s.Rarg, sc)
+	w.selectStmt(s.Larg, sc, top)
+	w.selectStmt(s.Rarg, sc, top)
 	for _, f := range s.FromClause {
 		w.fromItem(f, sc)
 	}
+	targets := qual
+	if top {
+		targets = post
+	}
 	for _, t := range s.TargetList {
-		w.expr(t, sc, true)
+		w.expr(t, sc, true, targets)
 	}
 	for _, n := range []*pg.Node{s.WhereClause, s.HavingClause, s.LimitCount, s.LimitOffset} {
-		w.expr(n, sc, false)
+		w.expr(n, sc, false, qual)
 	}
-	for _, list := range [][]*pg.Node{s.GroupClause, s.SortClause, s.DistinctClause, s.WindowClause, s.ValuesLists} {
+	for _, n := range s.ValuesLists {
+		w.expr(n, sc, false, qual)
+	}
+	for _, list := range [][]*pg.Node{s.GroupClause, s.SortClause, s.DistinctClause, s.WindowClause} {
 		for _, n := range list {
-			w.expr(n, sc, false)
+			w.expr(n, sc, false, post)
 		}
+	}
+	if w.err == nil {
+		w.intoFence(s)
 	}
 }
 
@@ -106,7 +121,7 @@ func (w *walker) withClause(wc *pg.WithClause, sc *scope) *scope {
 			}
 			bodyScope = &scope{names: visible, outer: sc}
 		}
-		w.selectStmt(body, bodyScope)
+		w.selectStmt(body, bodyScope, false)
 		names[c.Ctename] = true
 	}
 	return inner
@@ -122,9 +137,9 @@ func (w *walker) fromItem(n *pg.Node, sc *scope) {
 	case *pg.Node_JoinExpr:
 		w.fromItem(x.JoinExpr.Larg, sc)
 		w.fromItem(x.JoinExpr.Rarg, sc)
-		w.expr(x.JoinExpr.Quals, sc, false)
+		w.expr(x.JoinExpr.Quals, sc, false, qual)
 	case *pg.Node_RangeSubselect:
-		w.selectStmt(x.RangeSubselect.Subquery.GetSelectStmt(), sc)
+		w.selectStmt(x.RangeSubselect.Subquery.GetSelectStmt(), sc, false)
 	case *pg.Node_RangeFunction, *pg.Node_RangeTableFunc:
 		w.fail(refuse(CodeTableFunction, location(n), "functions in FROM are not allowed; select from declared tables"))
 	case *pg.Node_RangeTableSample:
@@ -163,7 +178,12 @@ func (w *walker) rangeVar(n *pg.Node, rv *pg.RangeVar, sc *scope) {
 	if alias == nil {
 		alias = &pg.Alias{Aliasname: rv.Relname}
 	}
-	n.Node = &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{Subquery: sub, Alias: alias}}
+	rs := &pg.RangeSubselect{Subquery: sub, Alias: alias}
+	if w.fences == nil {
+		w.fences = map[*pg.RangeSubselect]*fence{}
+	}
+	w.fences[rs] = &fence{res: res, body: sub.GetSelectStmt(), alias: alias, star: len(w.frags[len(w.frags)-1].Masked()) == 0}
+	n.Node = &pg.Node_RangeSubselect{RangeSubselect: rs}
 }
 
 // captured returns the name of a CTE in scope that the filtered subquery
@@ -252,35 +272,39 @@ func subquery(res *policy.Resource, frag Fragment, inh bool) (string, []any, *Er
 	return sql, args, nil
 }
 
-// expr checks an expression and rewrites the subqueries inside it.
-func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool) {
+// expr checks an expression standing in position pos and rewrites the
+// subqueries inside it.
+func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool, pos position) {
 	// An empty node is no expression: plain DISTINCT is a list holding one.
 	if n == nil || n.Node == nil || w.err != nil {
 		return
 	}
 	switch x := n.Node.(type) {
 	case *pg.Node_SelectStmt:
-		w.selectStmt(x.SelectStmt, sc)
+		w.selectStmt(x.SelectStmt, sc, false)
 		return
 	case *pg.Node_SubLink:
-		if w.req.Mode == Strict {
-			w.strictSubLink(x.SubLink)
-		}
-		w.expr(x.SubLink.Testexpr, sc, inTarget)
-		w.selectStmt(x.SubLink.Subselect.GetSelectStmt(), sc)
+		w.judge(n, pos)
+		w.expr(x.SubLink.Testexpr, sc, inTarget, pos)
+		w.selectStmt(x.SubLink.Subselect.GetSelectStmt(), sc, false)
 		return
 	case *pg.Node_RangeVar, *pg.Node_JoinExpr, *pg.Node_RangeSubselect, *pg.Node_RangeFunction, *pg.Node_RangeTableFunc:
 		w.fromItem(n, sc)
 		return
 	case *pg.Node_FuncCall:
 		w.funcCall(x.FuncCall)
+		w.judge(n, pos)
+		if f := x.FuncCall; f.Over != nil || f.AggStar || aggregateFunctions[funcName(f)] {
+			// Aggregated and windowed rows have passed every condition.
+			pos = post
+		}
+		pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget, pos) })
+		return
 	case *pg.Node_ColumnRef:
 		w.columnRef(x.ColumnRef, inTarget)
 	}
-	if w.req.Mode == Strict {
-		w.strict(n)
-	}
-	pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget) })
+	w.judge(n, pos)
+	pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget, pos) })
 }
 
 func (w *walker) columnRef(c *pg.ColumnRef, inTarget bool) {

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/rewrite"
@@ -18,27 +19,35 @@ func init() {
 }
 
 func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("query", "query --db URL --policy PATH --subject FILE [--agent ID] [--context FILE] [--untrusted] SQL [ARG...]\n\n"+
+	fs := newFlags("query", "query --db URL --policy PATH --subject FILE [--agent ID] [--context FILE] [--untrusted]\n"+
+		"  [--statement-timeout DURATION] SQL [ARG...]\n\n"+
 		"ARGs bind $1, $2, ... as text; PostgreSQL converts them to the parameter's type\n"+
-		"(e.g. '[0.1,0.2,...]' for a vector). A refused statement exits 2 with error: CODE: message.", out)
+		"(e.g. '[0.1,0.2,...]' for a vector). A refused statement exits 2 with error: CODE: message.\n"+
+		"The statement runs in a read-only transaction with JIT off; one that runs longer than\n"+
+		"--statement-timeout is cancelled and exits 1.\n\n"+queryOutputRule, out)
 	as := asSubjectFlags(fs)
 	untrusted := fs.Bool("untrusted", false, "strict mode, for SQL an agent generated or a user typed")
+	timeout := fs.Duration("statement-timeout", filter.DefaultStatementTimeout,
+		"cancel the statement after this long; 0 keeps the server's statement_timeout")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usagef("the SQL statement is required")
 	}
-	p, req, conn, err := as.open(ctx, errOut)
+	if *timeout < 0 {
+		return usagef("--statement-timeout must be 0 (the server's setting) or more, not %v", *timeout)
+	}
+	p, req, conn, err := openForQuery(ctx, as, errOut)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var path []string
-	if err := conn.QueryRow(ctx, "SELECT current_schemas(false)").Scan(&path); err != nil {
+	path, types, err := loadSession(ctx, conn)
+	if err != nil {
 		return err
 	}
-	opts := []filter.Option{filter.WithSearchPath(path...)}
+	opts := []filter.Option{filter.WithSearchPath(path...), filter.WithStatementTimeout(*timeout)}
 	if *untrusted {
 		opts = append(opts, filter.Untrusted())
 	}
@@ -47,22 +56,56 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 	for i, a := range fs.Args()[1:] {
 		sqlArgs[i] = a
 	}
-	// A read-only transaction: a second wall behind the rewriter.
+	// A read-only transaction: a second wall behind the rewriter. Wrap sets
+	// JIT, the timeout and iterative index scans for the statement.
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	// A selective policy must not make an HNSW scan return fewer rows than
-	// the subject may see (pgvector >= 0.8); unknown settings are harmless.
-	if _, err := tx.Exec(ctx, "SET LOCAL hnsw.iterative_scan = strict_order"); err != nil {
-		return err
-	}
 	rows, err := filter.Wrap(tx, p, opts...).Query(qctx, fs.Arg(0), sqlArgs...)
 	if err != nil {
-		return refusal(err)
+		return queryFailed(ctx, refusal(err), *timeout)
 	}
-	return printRows(out, rows)
+	return queryFailed(ctx, printRows(out, rows, types), *timeout)
+}
+
+// openForQuery is asSubject.open with a connection whose results come back
+// as PostgreSQL's text (textOutput), which the JSON rules start from.
+func openForQuery(ctx context.Context, a *asSubject, errOut io.Writer) (*filter.Policy, filter.Request, *pgx.Conn, error) {
+	if len(a.policies) == 0 || *a.subjectFile == "" {
+		return nil, filter.Request{}, nil, usagef("--policy and --subject are required")
+	}
+	set, err := loadPolicy(errOut, a.policies...)
+	if err != nil {
+		return nil, filter.Request{}, nil, err
+	}
+	p, req, err := explainRequest(set, *a.subjectFile, *a.contextFile, *a.agent, "")
+	if err != nil {
+		return nil, filter.Request{}, nil, err
+	}
+	cfg, err := parseDB(*a.db)
+	if err != nil {
+		return nil, filter.Request{}, nil, err
+	}
+	textOutput(cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, filter.Request{}, nil, explainConnect(cfg, err)
+	}
+	return p, req, conn, nil
+}
+
+// queryFailed says so when the statement timeout cancelled the statement
+// (SQLSTATE 57014 query_canceled, while the command itself was not
+// interrupted).
+func queryFailed(ctx context.Context, err error, timeout time.Duration) error {
+	var pe *pgconn.PgError
+	if err == nil || ctx.Err() != nil || timeout <= 0 || !errors.As(err, &pe) || pe.Code != "57014" {
+		return err
+	}
+	return fmt.Errorf("the statement ran longer than --statement-timeout %v and was cancelled (%s); "+
+		"raise --statement-timeout, or pass 0 for the server's statement_timeout", timeout, pe.Message)
 }
 
 // refusal turns a refused statement into "error: CODE: message", exit 2.
@@ -80,56 +123,4 @@ func refusal(err error) error {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("error: %s: %s", re.Code, msg)}
 	}
 	return err
-}
-
-func printRows(out io.Writer, rows pgx.Rows) error {
-	defer rows.Close()
-	fields := rows.FieldDescriptions()
-	enc := json.NewEncoder(out)
-	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			return err
-		}
-		obj := make(orderedRow, len(fields))
-		for i, f := range fields {
-			obj[i] = column{f.Name, jsonValue(vals[i])}
-		}
-		if err := enc.Encode(obj); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
-}
-
-// jsonValue makes database values JSON-friendly (vectors as arrays).
-func jsonValue(v any) any {
-	if s, ok := v.(interface{ Slice() []float32 }); ok {
-		return s.Slice()
-	}
-	return v
-}
-
-// orderedRow is a row as a JSON object whose keys keep the column order.
-type orderedRow []column
-
-type column struct {
-	name  string
-	value any
-}
-
-func (r orderedRow) MarshalJSON() ([]byte, error) {
-	b := []byte{'{'}
-	for i, c := range r {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		k, _ := json.Marshal(c.name)
-		v, err := json.Marshal(c.value)
-		if err != nil {
-			return nil, err
-		}
-		b = append(append(append(b, k...), ':'), v...)
-	}
-	return append(b, '}'), nil
 }

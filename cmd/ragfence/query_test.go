@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/internal/testdb"
 )
 
@@ -44,5 +47,61 @@ func TestQueryCommand(t *testing.T) {
 		if code != tc.code || out != tc.out || !strings.HasPrefix(errOut, tc.err) || strings.Count(errOut, "\n") > 1 {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, %q, %q...", tc.args, code, out, errOut, tc.code, tc.out, tc.err)
 		}
+	}
+}
+
+// The statement runs with JIT off, the statement timeout and strict-order
+// iterative scans (read through a view: the rewriter refuses
+// current_setting in the SQL itself), and one that runs longer than the
+// timeout is cancelled with a message that names the flag.
+func TestQueryStatementSettings(t *testing.T) {
+	pool, schema := testdb.Schema(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `CREATE TABLE docs (id int, tenant_id text, body text);
+		CREATE VIEW settings AS SELECT current_setting('jit') AS jit, current_setting('statement_timeout') AS timeout,
+			current_setting('hnsw.iterative_scan') AS scan, current_setting('transaction_read_only') = 'on' AS read_only;
+		CREATE VIEW slow AS SELECT pg_sleep(10)::text AS slept`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, policyFile, []byte("version: 1\nunfiltered: [settings, slow]\nresources:\n  docs:\n    tenant: tenant_id\n    allow:\n      - name: all\n        when: \"true\"\n"))
+	// What PostgreSQL shows for the library's default, without retyping it.
+	var defaultShown string
+	if err := pool.QueryRow(ctx, "SELECT set_config('statement_timeout', $1, false)",
+		strconv.FormatInt(filter.DefaultStatementTimeout.Milliseconds(), 10)).Scan(&defaultShown); err != nil {
+		t.Fatal(err)
+	}
+	dsn := testdb.URL(t) + "&search_path=" + schema + ",public"
+	subject := writeJSONFile(t, map[string]any{"id": "gina", "tenant": "acme"})
+	run1 := func(extra ...string) (int, string, string, time.Duration) {
+		var out, errOut bytes.Buffer
+		args := append([]string{"query", "--db", dsn, "--policy", policyFile, "--subject", subject}, extra...)
+		start := time.Now()
+		code := run(ctx, args, &out, &errOut)
+		return code, out.String(), errOut.String(), time.Since(start)
+	}
+	const probe = "SELECT jit, timeout, scan, read_only FROM settings"
+	for _, tc := range []struct {
+		args []string
+		out  string
+	}{
+		{[]string{probe}, `{"jit":"off","timeout":"` + defaultShown + `","scan":"strict_order","read_only":true}` + "\n"},
+		{[]string{"--statement-timeout", "1500ms", probe}, `{"jit":"off","timeout":"1500ms","scan":"strict_order","read_only":true}` + "\n"},
+		{[]string{"--statement-timeout", "0", probe}, `{"jit":"off","timeout":"0","scan":"strict_order","read_only":true}` + "\n"},
+	} {
+		if code, out, errOut, _ := run1(tc.args...); code != 0 || out != tc.out {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %q", tc.args, code, out, errOut, tc.out)
+		}
+	}
+
+	code, out, errOut, took := run1("--statement-timeout", "100ms", "SELECT slept FROM slow")
+	want := "ragfence query: the statement ran longer than --statement-timeout 100ms and was cancelled (canceling statement due to statement timeout); " +
+		"raise --statement-timeout, or pass 0 for the server's statement_timeout\n"
+	if code != exitFailure || out != "" || errOut != want || took > 5*time.Second {
+		t.Errorf("slow statement: exit %d after %v, stdout %q, stderr %q; want exit 1, %q", code, took, out, errOut, want)
+	}
+	if code, _, errOut, _ := run1("--statement-timeout", "-1s", probe); code != exitUsage || !strings.Contains(errOut, "--statement-timeout must be 0") {
+		t.Errorf("negative timeout: exit %d, stderr %q; want a usage error", code, errOut)
 	}
 }

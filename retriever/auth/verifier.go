@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ragfence/ragfence/policy"
+	"github.com/ragfence/ragfence/retriever/internal/strictjson"
 )
 
 // Defaults for zero Config fields.
@@ -105,6 +106,7 @@ type Identity struct {
 // Verifier checks bearer tokens. It is safe for concurrent use.
 type Verifier struct {
 	cfg    Config
+	claims *strictjson.Object // what identity and the checks read of the payload
 	parser *jwt.Parser
 	keys   func(ctx context.Context) jwt.Keyfunc
 	close  func()
@@ -117,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Verifier{cfg: cfg, close: func() {}}
+	v := &Verifier{cfg: cfg, claims: claimsSchema(cfg), close: func() {}}
 	var methods []string
 	if cfg.HMACSecret != nil {
 		methods = []string{jwt.SigningMethodHS256.Alg()}
@@ -203,6 +205,9 @@ func (v *Verifier) Close() { v.close() }
 func (v *Verifier) Verify(ctx context.Context, authorizationHeader string) (*Identity, error) {
 	raw, e := bearer(authorizationHeader)
 	if e != nil {
+		return nil, e
+	}
+	if e := v.strict(raw); e != nil {
 		return nil, e
 	}
 	claims := jwt.MapClaims{}
