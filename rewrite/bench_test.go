@@ -71,9 +71,12 @@ func BenchmarkRewriteCached(b *testing.B) {
 	}
 }
 
-// BenchmarkRewrittenQueryExecution runs the rewritten statement on the demo
+// BenchmarkRewrittenQueryExecution runs rewritten statements on the demo
 // knowledge base (4,000 chunks, HNSW index), for the cost of the rewrite
-// relative to the query's own execution.
+// relative to the query's own execution, and the cost of a fence: the same
+// search with a condition that could raise on a row's data (so the table is
+// fenced and the ordering moved into the fence), and a count with and
+// without one.
 func BenchmarkRewrittenQueryExecution(b *testing.B) {
 	rw, p, req := benchSetup(b)
 	ctx := context.Background()
@@ -98,19 +101,36 @@ func BenchmarkRewrittenQueryExecution(b *testing.B) {
 	for i := range q {
 		q[i] = float32(r.NormFloat64())
 	}
-	b.ResetTimer()
-	for b.Loop() {
-		res, err := rw.Rewrite(benchSQL, rewrite.Request{Fragments: p.Fragments(req), Mode: rewrite.Strict, NArgs: 2})
-		if err != nil {
-			b.Fatal(err)
-		}
-		rows, err := pool.Query(ctx, res.SQL, append([]any{pgvector.NewVector(q), "wiki"}, res.Args...)...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rows.Close()
-		if rows.Err() != nil {
-			b.Fatal(rows.Err())
-		}
+	for _, bc := range []struct {
+		name   string
+		sql    string
+		mode   rewrite.Mode
+		fenced bool
+	}{
+		{"join", benchSQL, rewrite.Strict, false},
+		{"topk", "SELECT id, content FROM chunks WHERE source = $2 ORDER BY embedding <=> $1 LIMIT 10", rewrite.Strict, false},
+		{"topk-fenced", "SELECT id, content FROM chunks WHERE source = $2 AND classification / 1 >= 0 ORDER BY embedding <=> $1 LIMIT 10", rewrite.Trusted, true},
+		{"count", "SELECT count(*) FROM chunks WHERE source = $2 AND classification >= 0 AND $1::vector IS NOT NULL", rewrite.Trusted, false},
+		{"count-fenced", "SELECT count(*) FROM chunks WHERE source = $2 AND classification / 1 >= 0 AND $1::vector IS NOT NULL", rewrite.Trusted, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				res, err := rw.Rewrite(bc.sql, rewrite.Request{Fragments: p.Fragments(req), Mode: bc.mode, NArgs: 2})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Fenced != bc.fenced {
+					b.Fatalf("Fenced = %v, want %v", res.Fenced, bc.fenced)
+				}
+				rows, err := pool.Query(ctx, res.SQL, append([]any{pgvector.NewVector(q), "wiki"}, res.Args...)...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows.Close()
+				if rows.Err() != nil {
+					b.Fatal(rows.Err())
+				}
+			}
+		})
 	}
 }

@@ -47,11 +47,18 @@ const (
 	RLS         = "rls"
 	InjectPlain = "inject-plain"
 	Ragfence    = "ragfence"
-	Exact       = "exact"
+	// SQL is the statement an application or agent writes, run through
+	// filter.Wrap in strict mode; SQLFenced adds a condition that could
+	// raise on a row's data, so the rewriter fences the table and moves the
+	// ordering into the fence (see package rewrite): their difference is
+	// the fence's cost.
+	SQL       = "sql"
+	SQLFenced = "sql-fenced"
+	Exact     = "exact"
 )
 
 // Strategies lists them in the order the report shows them.
-var Strategies = []string{Unfiltered, Postfilter, RLS, InjectPlain, Ragfence, Exact}
+var Strategies = []string{Unfiltered, Postfilter, RLS, InjectPlain, Ragfence, SQL, SQLFenced, Exact}
 
 // User is a benchmark subject: one cell's group in the benchmark tenant.
 type User struct {
@@ -100,6 +107,12 @@ func (e *Env) searcher(name string) searcher {
 		return e.injectPlain
 	case Ragfence:
 		return e.ragfence
+	case SQL:
+		return e.wrapped(filter.Wrap(e.Pool, e.Policy, filter.Untrusted()),
+			"SELECT id FROM chunks ORDER BY embedding <=> $1 LIMIT $2")
+	case SQLFenced:
+		return e.wrapped(filter.Wrap(e.Pool, e.Policy),
+			"SELECT id FROM chunks WHERE id / 1 >= 0 ORDER BY embedding <=> $1 LIMIT $2")
 	case Exact:
 		return e.exact
 	}
@@ -197,6 +210,13 @@ func (e *Env) ragfence(ctx context.Context, u User, q []float32) ([]int64, error
 		}
 	}
 	return out, nil
+}
+
+// wrapped runs sql through the rewriter as the cell's subject.
+func (e *Env) wrapped(db *filter.DB, sql string) searcher {
+	return func(ctx context.Context, u User, q []float32) ([]int64, error) {
+		return ids(db.Query(filter.WithSubject(ctx, u.Subject), sql, pgvector.NewVector(q), K))
+	}
 }
 
 func ids(rows pgx.Rows, err error) ([]int64, error) {
