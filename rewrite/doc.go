@@ -65,22 +65,33 @@
 // An expression is safe when none of its parts can raise on any row's data:
 // comparisons (= <> < > <= >=), IS [NOT] DISTINCT FROM, BETWEEN, IN, AND,
 // OR, NOT, IS [NOT] NULL, IS TRUE/FALSE/UNKNOWN, CASE, COALESCE, GREATEST,
-// LEAST, NULLIF, row constructors, jsonb -> ->> ? @> <@ and array && @> <@,
-// LIKE and ILIKE with a literal pattern that PostgreSQL accepts (checked at
-// rewrite: not ending with its escape character; a literal ESCAPE of at most
-// one character), ARRAY[...] whose shape cannot vary (a scalar literal among
-// its elements, a single element, or nested ARRAY literals of one shape),
-// subscripts by integer literals, casts of literals (converted when the
-// statement is parsed) and of parameters (whose type the server infers from
-// the cast, so the driver converts the value before the statement runs),
-// EXISTS and IN subqueries, scalar subqueries that cannot return more than
-// one row (LIMIT 1, or only aggregates), and the functions in
-// leakproofFunctions (functions.go). A CASE is as safe as its least safe
-// branch. Two kinds raise only on the rows they are computed from, and are
-// safe after the policy: pgvector distances (<->, <=>, <#>, <+> and their
-// functions raise when the dimensions differ; only the database knows the
-// column's) and scalar subqueries (more than one row of the subquery,
-// itself filtered).
+// LEAST, NULLIF, jsonb -> ->> ? @> <@ and array && @> <@; LIKE and ILIKE
+// with a literal pattern that PostgreSQL accepts, read as text and as bytea
+// (checked at rewrite: not ending with its escape character), and LIKE
+// ANY/ALL over ARRAY['...', ...] of such literals; ARRAY[...] whose shape
+// cannot vary (all literals, which the planner builds before reading a row,
+// or an element that is certainly not an array); subscripts by integer
+// literals; casts of literals (converted when the statement is parsed) and
+// of parameters (whose type the server infers from the cast, so the driver
+// converts the value before the statement runs), but not casts of casts
+// ('x'::text::regclass converts when it runs) nor casts to types without
+// equality (json, xml, geometric types); rows only where the parser checks
+// them ((a, b) = (c, d), (a, b) IN (...), a row IS NULL); EXISTS and IN
+// subqueries; scalar subqueries that cannot return more than one row (LIMIT
+// 1, or only aggregates); and the functions in leakproofFunctions
+// (functions.go). A CASE is as safe as its least safe branch. A row value
+// elsewhere, or a whole-row reference (an alias, alias.* outside a select
+// list), compares as a record, which fails when the records' columns
+// differ: it is not safe. Two kinds raise only on the rows they are
+// computed from, and are safe after the policy: pgvector distances (<->,
+// <=>, <#>, <+> and their functions raise when the dimensions differ; only
+// the database knows the column's) and scalar subqueries (more than one row
+// of the subquery, itself filtered).
+//
+// Post positions hold only if the policy is decided in the table's scan:
+// the subqueries of policy conditions (relations' EXISTS) carry OFFSET 0 so
+// that the planner never turns them into a join above the scan (see package
+// filter), where a sort key computed below it would see excluded rows.
 //
 // When any expression in a qual position is not safe, every protected table
 // of the statement is fenced: its filtered subquery gets OFFSET 0, which
@@ -101,7 +112,9 @@
 // approximate search's recall can depend on them; hnsw.iterative_scan keeps
 // the rows it returns to permitted ones). Implicit casts that PostgreSQL
 // inserts when it resolves an operator (timestamp to timestamptz, for
-// example) are not judged.
+// example), and comparisons of array columns whose element type has no
+// equality operator, are not judged: the rewriter does not know column
+// types.
 //
 // # Trusted and Strict
 //

@@ -32,10 +32,11 @@ import (
 // conditions and its LIMIT stay outside and stop the ordered scan once k
 // rows pass.
 type fence struct {
-	res   *policy.Resource
-	body  *pg.SelectStmt // the subquery
-	alias *pg.Alias      // the name the statement knows it by
-	star  bool           // the subquery selects *: every column, none masked
+	res    *policy.Resource
+	body   *pg.SelectStmt  // the subquery
+	alias  *pg.Alias       // the name the statement knows it by
+	star   bool            // the subquery selects *: every column, none masked
+	masked map[string]bool // the columns the subquery masks
 }
 
 // vectorOperators are pgvector's distance operators, which its indexes
@@ -51,7 +52,8 @@ var vectorOperators = setOf("<->", "<=>", "<#>", "<+>")
 // yields its rows, and s needs no ORDER BY of its own.
 func (w *walker) intoFence(s *pg.SelectStmt) {
 	if s.Op != pg.SetOperation_SETOP_NONE || len(s.FromClause) != 1 || s.LimitCount == nil || len(s.SortClause) != 1 ||
-		s.GroupClause != nil || s.HavingClause != nil || s.DistinctClause != nil || s.WindowClause != nil {
+		s.GroupClause != nil || s.HavingClause != nil || s.DistinctClause != nil || s.WindowClause != nil ||
+		s.LimitOption == pg.LimitOption_LIMIT_OPTION_WITH_TIES {
 		return
 	}
 	f := w.fences[s.FromClause[0].GetRangeSubselect()]
@@ -112,8 +114,8 @@ func (f *fence) distance(sb *pg.SortBy, targets []*pg.Node) *pg.Node {
 // column returns the name of the fence's column that ref names (as
 // alias.col, or col when the fence has every column of the table), or "".
 func (f *fence) column(ref *pg.ColumnRef) string {
-	if ref == nil {
-		return ""
+	if ref == nil || len(f.alias.Colnames) > 0 {
+		return "" // AS alias(a, b, ...) renames the columns
 	}
 	parts := make([]string, len(ref.Fields))
 	for i, p := range ref.Fields {
@@ -122,6 +124,10 @@ func (f *fence) column(ref *pg.ColumnRef) string {
 			return "" // alias.*
 		}
 		parts[i] = s.Sval
+	}
+	col := parts[len(parts)-1]
+	if f.masked[col] {
+		return "" // the statement orders by the masked value, not the column's
 	}
 	switch {
 	case len(parts) == 2 && parts[0] == f.alias.Aliasname:

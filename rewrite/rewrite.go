@@ -132,7 +132,7 @@ func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	w := &walker{rw: rw, req: req, nextParam: req.NArgs + 1, masked: rw.maskedNames(tree)}
+	w := &walker{rw: rw, req: req, nextParam: req.NArgs + 1, masked: rw.maskedNames(tree), relNames: relationNames(tree)}
 	if err := w.checkParams(tree, req.NArgs); err != nil {
 		return nil, nil, err
 	}
@@ -191,6 +191,35 @@ func (rw *Rewriter) maskedNames(tree *pg.ParseResult) map[string]bool {
 				for _, m := range res.Masks {
 					out[m.Column] = true
 				}
+			}
+		}
+		pgwalk.EachChild(n, visit)
+	}
+	visit(tree.Stmts[0].Stmt)
+	return out
+}
+
+// relationNames are the names the statement gives tables, aliases and CTEs
+// anywhere: a column reference that is one of them may be a whole row.
+func relationNames(tree *pg.ParseResult) map[string]bool {
+	out := map[string]bool{}
+	var visit func(*pg.Node)
+	visit = func(n *pg.Node) {
+		switch x := n.Node.(type) {
+		case *pg.Node_RangeVar:
+			out[x.RangeVar.Relname] = true
+			if x.RangeVar.Alias != nil {
+				out[x.RangeVar.Alias.Aliasname] = true
+			}
+		case *pg.Node_RangeSubselect:
+			if x.RangeSubselect.Alias != nil {
+				out[x.RangeSubselect.Alias.Aliasname] = true
+			}
+		case *pg.Node_CommonTableExpr:
+			out[x.CommonTableExpr.Ctename] = true
+		case *pg.Node_JoinExpr:
+			if x.JoinExpr.Alias != nil {
+				out[x.JoinExpr.Alias.Aliasname] = true
 			}
 		}
 		pgwalk.EachChild(n, visit)

