@@ -231,98 +231,41 @@ func (s *pgSubject) clearance() *int {
 	return nil
 }
 
-// pg3 is SQL's three-valued logic.
-type pg3 int8
-
-const (
-	pgNull pg3 = iota
-	pgFalse
-	pgTrue
-)
-
-func pgOf(b bool) pg3 {
-	if b {
-		return pgTrue
-	}
-	return pgFalse
-}
-
-func pgAnd(xs ...pg3) pg3 {
-	out := pgTrue
-	for _, x := range xs {
-		if x == pgFalse {
-			return pgFalse
-		}
-		if x == pgNull {
-			out = pgNull
-		}
-	}
-	return out
-}
-
-func pgOr(xs ...pg3) pg3 {
-	out := pgFalse
-	for _, x := range xs {
-		if x == pgTrue {
-			return pgTrue
-		}
-		if x == pgNull {
-			out = pgNull
-		}
-	}
-	return out
-}
-
-func pgNot(x pg3) pg3 {
-	switch x {
-	case pgTrue:
-		return pgFalse
-	case pgFalse:
-		return pgTrue
-	}
-	return pgNull
-}
-
-func pgEq(a *string, b string) pg3 {
-	if a == nil {
-		return pgNull
-	}
-	return pgOf(*a == b)
-}
+// Three-valued logic is differential_test.go's (dtAnd, dtOr, ...).
 
 // pgVisibleChunk is pgPolicy's chunks rule for s, by hand: the tenant, some
 // allow rule, no deny rule (a deny without its attribute denies every row,
 // a NULL deny denies), and for the agent its grant too.
 func pgVisibleChunk(w *pgWorld, s *pgSubject, c *pgChunk) bool {
 	sub := s.subject
-	shared := pgFalse
+	shared := dtFalse
 	for _, sh := range w.shares {
-		if pgAnd(pgEq(sh.tenant, sub.Tenant), pgEq(sh.chunk, c.id), pgEq(sh.user, sub.ID)) == pgTrue {
-			shared = pgTrue
+		if dtAnd(dtEqS(sh.tenant, sub.Tenant), dtEqS(sh.chunk, c.id), dtEqS(sh.user, sub.ID)) == dtTrue {
+			shared = dtTrue
 		}
 	}
-	allow := pgOr(pgEq(c.owner, sub.ID), pgEq(c.vis, "public"), shared, pgOf(slices.Contains(sub.Roles, "admin")))
-	deny := pgTrue
+	allow := dtOr(dtEqS(c.owner, sub.ID), dtEqS(c.vis, "public"), shared, dtOf(slices.Contains(sub.Roles, "admin")))
+	deny := dtTrue
 	if cl := s.clearance(); cl != nil {
-		deny = pgNull
+		deny = dtNull
 		if c.level != nil {
-			deny = pgOf(*c.level > *cl)
+			deny = dtOf(*c.level > *cl)
 		}
 	}
-	parts := []pg3{pgEq(c.tenant, sub.Tenant), allow, pgNot(deny)}
+	parts := []dtTri{dtEqS(c.tenant, sub.Tenant), allow, dtNot(deny)}
 	if s.agent == "summarizer" {
-		parts = append(parts, pgEq(c.vis, "public"))
+		parts = append(parts, dtEqS(c.vis, "public"))
 	}
-	return pgAnd(parts...) == pgTrue
+	return dtAnd(parts...) == dtTrue
 }
 
 func pgVisibleShare(s *pgSubject, sh *pgShare) bool {
 	sub := s.subject
-	parts := []pg3{pgEq(sh.tenant, sub.Tenant), pgOr(pgEq(sh.user, sub.ID), pgOf(slices.Contains(sub.Roles, "admin")))}
+	parts := []dtTri{dtEqS(sh.tenant, sub.Tenant), dtOr(dtEqS(sh.user, sub.ID), dtOf(slices.Contains(sub.Roles, "admin")))}
 	if s.agent == "summarizer" {
-		parts = append(parts, pgEq(sh.user, sub.ID))
+		parts = append(parts, dtEqS(sh.user, sub.ID))
 	}
-	return pgAnd(parts...) == pgTrue
+	return dtAnd(parts...) == dtTrue
 }
 
 func pgSeesSecret(s *pgSubject) bool { return slices.Contains(s.subject.Roles, "auditor") }

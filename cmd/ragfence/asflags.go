@@ -30,14 +30,7 @@ func asSubjectFlags(fs *flagSet) *asSubject {
 
 // open loads and compiles the policy, reads the subject and connects.
 func (a *asSubject) open(ctx context.Context, errOut io.Writer) (*filter.Policy, filter.Request, *pgx.Conn, error) {
-	if len(a.policies) == 0 || *a.subjectFile == "" {
-		return nil, filter.Request{}, nil, usagef("--policy and --subject are required")
-	}
-	set, err := loadPolicy(errOut, a.policies...)
-	if err != nil {
-		return nil, filter.Request{}, nil, err
-	}
-	p, req, err := explainRequest(set, *a.subjectFile, *a.contextFile, *a.agent, "")
+	p, req, err := a.load(errOut)
 	if err != nil {
 		return nil, filter.Request{}, nil, err
 	}
@@ -46,4 +39,16 @@ func (a *asSubject) open(ctx context.Context, errOut io.Writer) (*filter.Policy,
 		return nil, filter.Request{}, nil, err
 	}
 	return p, req, conn, nil
+}
+
+// load loads and compiles the policy and reads the subject.
+func (a *asSubject) load(errOut io.Writer) (*filter.Policy, filter.Request, error) {
+	if len(a.policies) == 0 || *a.subjectFile == "" {
+		return nil, filter.Request{}, usagef("--policy and --subject are required")
+	}
+	set, err := loadPolicy(errOut, a.policies...)
+	if err != nil {
+		return nil, filter.Request{}, err
+	}
+	return explainRequest(set, *a.subjectFile, *a.contextFile, *a.agent, "")
 }

@@ -73,14 +73,7 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 // openForQuery is asSubject.open with a connection whose results come back
 // as PostgreSQL's text (textOutput), which the JSON rules start from.
 func openForQuery(ctx context.Context, a *asSubject, errOut io.Writer) (*filter.Policy, filter.Request, *pgx.Conn, error) {
-	if len(a.policies) == 0 || *a.subjectFile == "" {
-		return nil, filter.Request{}, nil, usagef("--policy and --subject are required")
-	}
-	set, err := loadPolicy(errOut, a.policies...)
-	if err != nil {
-		return nil, filter.Request{}, nil, err
-	}
-	p, req, err := explainRequest(set, *a.subjectFile, *a.contextFile, *a.agent, "")
+	p, req, err := a.load(errOut)
 	if err != nil {
 		return nil, filter.Request{}, nil, err
 	}
