@@ -9,7 +9,7 @@ ADDR ?= :8080
 # and prints the two URLs; every target that needs a database goes through it.
 DBENV = eval "$$(scripts/devdb.sh --quiet)"
 
-.PHONY: run test bench bench-quick db build vet unit generate check-generated clean help
+.PHONY: run test lint bench bench-quick db build vet unit generate check-generated clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,11 +22,19 @@ run: build ## provision the database, migrate, seed the demo, serve on :8080 and
 	exec $(BIN) serve --db "$$DATABASE_URL" --policy ragfence-demo/policy.yaml \
 		--jwt-secret-file ragfence-demo/jwt-secret --addr $(ADDR)
 
-test: ## go vet, the whole test suite and `ragfence bench --quick` against a real PostgreSQL + pgvector
+test: lint ## make lint, the whole test suite and `ragfence bench --quick` against a real PostgreSQL + pgvector
 	@$(DBENV); export DATABASE_URL RAGFENCE_TEST_DATABASE_URL RAGFENCE_REQUIRE_DB=1; \
-	$(GO) vet ./... && \
 	$(GO) test -count=1 ./...
 	@$(MAKE) --no-print-directory bench-quick
+
+STATICCHECK := bin/staticcheck
+
+lint: ## gofmt, go vet and staticcheck (pinned in tools/lint/go.mod), all clean
+	@unformatted="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt -w these files:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	cd tools/lint && $(GO) build -o ../../$(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
+	$(STATICCHECK) ./...
 
 bench-quick: build ## the CI benchmark: fails if ragfence's recall@10 < 0.98 or it returns < k rows
 	@$(DBENV); $(BIN) bench --quick --db "$$DATABASE_URL" --markdown bench-quick.md

@@ -35,8 +35,11 @@ resources:
 	if err != nil {
 		panic(err)
 	}
-	sql, args, _ := sq.Select("d.id", "d.title").From("docs d").Where(frag).
+	sql, args, err := sq.Select("d.id", "d.title").From("docs d").Where(frag).
 		OrderBy("d.id").PlaceholderFormat(sq.Dollar).ToSql()
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(sql)
 	fmt.Println(args)
 

@@ -9,6 +9,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ragfence/ragfence/internal/condtree"
 	"github.com/ragfence/ragfence/internal/deparse"
 	"github.com/ragfence/ragfence/internal/pgwalk"
 	"github.com/ragfence/ragfence/policy"
@@ -70,7 +71,7 @@ func (t template) attrs() []string {
 // tenant restriction, and every subject or context reference becomes a
 // typed parameter.
 func compileCondition(c *policy.Condition, res *policy.Resource, set *policy.Set) (template, error) {
-	expr := proto.Clone(c.Expr).(*pg.Node)
+	expr := proto.Clone(condtree.Of(c)).(*pg.Node)
 	tr := &transformer{res: res, set: set}
 	tr.node(expr)
 	if tr.err != nil {

@@ -24,32 +24,36 @@ func ExampleWrap() {
 		return
 	}
 	defer conn.Close(ctx)
-	tx, _ := conn.Begin(ctx)
-	defer tx.Rollback(ctx)
-	_, _ = tx.Exec(ctx, `CREATE TEMP TABLE notes (id int, tenant_id text, owner_id text, body text);
-		INSERT INTO notes VALUES (1, 'acme', 'alice', 'mine'), (2, 'acme', 'bob', 'bob''s'), (3, 'globex', 'alice', 'other tenant')`)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		panic(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // the scratch table goes with it
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE notes (id int, tenant_id text, owner_id text, body text);
+		INSERT INTO notes VALUES (1, 'acme', 'alice', 'mine'), (2, 'acme', 'bob', 'bob''s'), (3, 'globex', 'alice', 'other tenant')`); err != nil {
+		panic(err)
+	}
 
-	set, _ := policy.Parse(policy.Source{Name: "policy.yaml", Data: []byte(`
-version: 1
-resources:
-  notes:
-    tenant: tenant_id
-    allow:
-      - name: owner
-        when: owner_id = subject.id
-`)})
-	p, _ := filter.Compile(set)
+	p := examplePolicy()
 	// Each statement runs with JIT off and a timeout (DefaultStatementTimeout
 	// unless set); in tx, they are restored after it.
 	db := filter.Wrap(tx, p, filter.WithSearchPath("pg_temp"), filter.WithStatementTimeout(5*time.Second))
 
 	ctx = filter.WithSubject(ctx, &policy.Subject{ID: "alice", Tenant: "acme"})
-	rows, _ := db.Query(ctx, `SELECT id, body FROM notes ORDER BY id`)
+	rows, err := db.Query(ctx, `SELECT id, body FROM notes ORDER BY id`)
+	if err != nil {
+		panic(err)
+	}
 	for rows.Next() {
 		var id int
 		var body string
-		_ = rows.Scan(&id, &body)
+		if err := rows.Scan(&id, &body); err != nil {
+			panic(err)
+		}
 		fmt.Println(id, body)
+	}
+	if err := rows.Err(); err != nil {
+		panic(err)
 	}
 
 	// No subject, no query; writes never pass.
@@ -65,7 +69,26 @@ resources:
 
 // Fragments also go straight into squirrel, for code that builds its own SQL.
 func ExamplePolicy_Fragment_squirrel() {
-	set, _ := policy.Parse(policy.Source{Name: "policy.yaml", Data: []byte(`
+	p := examplePolicy()
+	frag, err := p.Fragment("notes", filter.Request{Subject: &policy.Subject{ID: "alice", Tenant: "acme"}, Alias: "n"})
+	if err != nil {
+		panic(err)
+	}
+	sql, args, err := sq.Select("n.id", "n.body").From("notes n").
+		Where(sq.Eq{"n.archived": false}).Where(frag).PlaceholderFormat(sq.Dollar).ToSql()
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(sql)
+	fmt.Println(args)
+	// Output:
+	// SELECT n.id, n.body FROM notes n WHERE n.archived = $1 AND (("n"."tenant_id" = $2::pg_catalog.text) AND ((("n".owner_id = $3::pg_catalog.text))))
+	// [false acme alice]
+}
+
+// examplePolicy protects notes: each user sees their own, in their tenant.
+func examplePolicy() *filter.Policy {
+	set, err := policy.Parse(policy.Source{Name: "policy.yaml", Data: []byte(`
 version: 1
 resources:
   notes:
@@ -74,15 +97,14 @@ resources:
       - name: owner
         when: owner_id = subject.id
 `)})
-	p, _ := filter.Compile(set)
-	frag, _ := p.Fragment("notes", filter.Request{Subject: &policy.Subject{ID: "alice", Tenant: "acme"}, Alias: "n"})
-	sql, args, _ := sq.Select("n.id", "n.body").From("notes n").
-		Where(sq.Eq{"n.archived": false}).Where(frag).PlaceholderFormat(sq.Dollar).ToSql()
-	fmt.Println(sql)
-	fmt.Println(args)
-	// Output:
-	// SELECT n.id, n.body FROM notes n WHERE n.archived = $1 AND (("n"."tenant_id" = $2::pg_catalog.text) AND ((("n".owner_id = $3::pg_catalog.text))))
-	// [false acme alice]
+	if err != nil {
+		panic(err)
+	}
+	p, err := filter.Compile(set)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
 
 func exampleDSN() string {

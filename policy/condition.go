@@ -15,6 +15,7 @@ import (
 	pgparser "github.com/pganalyze/pg_query_go/v5/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ragfence/ragfence/internal/condtree"
 	"github.com/ragfence/ragfence/internal/deparse"
 	"github.com/ragfence/ragfence/internal/suggest"
 )
@@ -23,8 +24,9 @@ import (
 type Condition struct {
 	// Text is the condition as written.
 	Text string
-	// Expr is its parse tree; callers must not modify it (clone first).
-	Expr *pg.Node
+	// expr is its parse tree, handed to ragfence's compiler through
+	// internal/condtree; nothing may modify it (clone first).
+	expr *pg.Node
 	// Subject and Context list the attributes it uses, sorted.
 	Subject []string
 	Context []string
@@ -32,6 +34,15 @@ type Condition struct {
 	Columns []string
 	// Relations lists the relations its EXISTS subqueries read, sorted.
 	Relations []string
+}
+
+func init() {
+	condtree.Of = func(cond any) *pg.Node {
+		if c, ok := cond.(*Condition); ok && c != nil {
+			return c.expr
+		}
+		return nil
+	}
 }
 
 // conditionPrefix makes a condition a statement pg_query can parse.
@@ -88,7 +99,7 @@ func readCondition(r *reader, n *yaml.Node, sc *scope) *Condition {
 		r.errorAt(at(int32(len(conditionPrefix))), CodeForbidden, "a condition is one boolean expression, not a statement or a list")
 		return nil
 	}
-	c := &Condition{Text: text, Expr: expr}
+	c := &Condition{Text: text, expr: expr}
 	v := &validator{sc: sc, cond: c, report: func(loc int32, code, format string, args ...any) {
 		r.errorAt(at(loc), code, format, args...)
 	}}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ragfence/ragfence/internal/condtree"
 	"github.com/ragfence/ragfence/policy"
 )
 
@@ -255,7 +256,7 @@ func checkCondition(t *testing.T, text string, res *policy.Resource, set *policy
 		checkRejection(t, text, res, err)
 		return
 	}
-	if c == nil || c.Expr == nil {
+	if c == nil || condtree.Of(c) == nil {
 		t.Fatalf("%s: %q accepted without a tree", res.Name, text)
 	}
 	if strings.ContainsRune(text, 0) {
@@ -271,7 +272,7 @@ func checkCondition(t *testing.T, text string, res *policy.Resource, set *policy
 		t.Fatalf("%s: %q accepted, but the oracle objects:\n  %s", res.Name, text, strings.Join(o.problems, "\n  "))
 	}
 	target := tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val
-	if !proto.Equal(c.Expr, target) {
+	if !proto.Equal(condtree.Of(c), target) {
 		t.Fatalf("%s: %q: the condition's tree is not the parsed expression", res.Name, text)
 	}
 	for _, l := range []struct {

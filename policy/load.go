@@ -14,14 +14,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// TestFileSuffix marks policy test files, which Load skips in folders.
+// TestFileSuffix marks policy test files, which Load skips in folders
+// (and so does it the .yml spelling, _test.yml).
 const TestFileSuffix = "_test.yaml"
 
-// Load reads a policy set from files and folders (every *.yaml and *.yml in
-// a folder, except *_test.yaml). It returns an ErrorList holding every
-// problem found, sorted by file and line, or the validated set.
+// Load reads a policy set from the files Files lists. It returns an
+// ErrorList holding every problem found, sorted by file and line, or the
+// validated set.
 func Load(paths ...string) (*Set, error) {
-	files, err := expand(paths)
+	files, err := Files(paths...)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +43,11 @@ type Source struct {
 	Data []byte
 }
 
-func expand(paths []string) ([]string, error) {
+// Files lists the policy files that paths name: each file given, and every
+// *.yaml and *.yml file in and below each folder given, except test files
+// (*_test.yaml, *_test.yml). Load reads these; a watcher that reloads the
+// policy should watch these and no others.
+func Files(paths ...string) ([]string, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("policy: no policy files given")
 	}
@@ -60,7 +65,7 @@ func expand(paths []string) ([]string, error) {
 			if err != nil || d.IsDir() {
 				return err
 			}
-			if ext := filepath.Ext(path); (ext == ".yaml" || ext == ".yml") && !strings.HasSuffix(path, TestFileSuffix) {
+			if ext := filepath.Ext(path); (ext == ".yaml" || ext == ".yml") && !isTestFile(path) {
 				out = append(out, path)
 			}
 			return nil
@@ -73,6 +78,10 @@ func expand(paths []string) ([]string, error) {
 		return nil, fmt.Errorf("policy: no *.yaml files in %s", strings.Join(paths, ", "))
 	}
 	return out, nil
+}
+
+func isTestFile(path string) bool {
+	return strings.HasSuffix(path, TestFileSuffix) || strings.HasSuffix(path, "_test.yml")
 }
 
 // file is one parsed policy document with its reader.

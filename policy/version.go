@@ -65,10 +65,10 @@ func canonical(c *Condition) string {
 	if c == nil {
 		return ""
 	}
-	if c.Expr == nil {
+	if c.expr == nil {
 		return c.Text
 	}
-	sql, err := deparse.Expr(c.Expr)
+	sql, err := deparse.Expr(c.expr)
 	if err != nil {
 		return c.Text
 	}

@@ -77,7 +77,7 @@ func sharedEnv(t testing.TB) *e2eFixture {
 	t.Helper()
 	fixtureOnce.Do(func() {
 		start := time.Now()
-		shared, fixtureErr, fixtureSkip = setupTB.run(newFixture)
+		shared, fixtureSkip, fixtureErr = setupTB.run(newFixture)
 		t.Logf("shared fixture ready in %s", time.Since(start).Round(time.Millisecond))
 	})
 	switch {
@@ -157,7 +157,7 @@ func (m *mainTB) Cleanup(f func()) {
 }
 
 // run calls setup, turning its Fatal and Skip into results.
-func (m *mainTB) run(setup func(testing.TB) *e2eFixture) (f *e2eFixture, err error, skip string) {
+func (m *mainTB) run(setup func(testing.TB) *e2eFixture) (f *e2eFixture, skip string, err error) {
 	defer func() {
 		switch r := recover().(type) {
 		case nil:
@@ -169,7 +169,7 @@ func (m *mainTB) run(setup func(testing.TB) *e2eFixture) (f *e2eFixture, err err
 			panic(r)
 		}
 	}()
-	return setup(m), nil, ""
+	return setup(m), "", nil
 }
 
 // cleanup runs the cleanups, last first, as testing does.

@@ -176,19 +176,6 @@ func pgBase() *pgWorld {
 	return w
 }
 
-func (w *pgWorld) clone() *pgWorld {
-	out := &pgWorld{}
-	for _, c := range w.chunks {
-		cc := *c
-		out.chunks = append(out.chunks, &cc)
-	}
-	for _, s := range w.shares {
-		ss := *s
-		out.shares = append(out.shares, &ss)
-	}
-	return out
-}
-
 // ---------------------------------------------------------------------------
 // Subjects and the oracle.
 

@@ -2,7 +2,6 @@ package rewrite
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
@@ -331,13 +330,11 @@ func indirectionVerdict(ind *pg.A_Indirection) (verdict, reason) {
 	return safe, reason{}
 }
 
+// int32Literal: the parser keeps an integer literal that does not fit in
+// int32 as a numeric (Fval), which a subscript converts when it runs.
 func int32Literal(n *pg.Node) bool {
 	c := n.GetAConst()
-	if c == nil || c.GetIval() == nil {
-		return false
-	}
-	v := c.GetIval().Ival
-	return v >= math.MinInt32 && v <= math.MaxInt32
+	return c != nil && c.GetIval() != nil
 }
 
 func funcVerdict(f *pg.FuncCall) (verdict, reason) {

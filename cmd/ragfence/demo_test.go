@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ragfence/ragfence/internal/demo"
+	"github.com/ragfence/ragfence/internal/doctor"
 	"github.com/ragfence/ragfence/internal/testdb"
 	"github.com/ragfence/ragfence/retriever"
 )
@@ -43,6 +44,7 @@ func TestDemoCommandsWork(t *testing.T) {
 	defer func() { selfName = "" }()
 	out := mustRun(t, ctx, "demo", "--db", dsn, "--out", dir, "--url", url) // the size make run uses
 	files := demoFiles(t, dir)
+	assertDemoNeedsNoIndex(t, ctx, dsn, files.Policy)
 	stop := startServer(t, ctx, "--db", dsn, "--policy", files.Policy, "--jwt-secret-file", files.Secret, "--addr", addr)
 	defer stop()
 
@@ -217,5 +219,29 @@ func writeFile(t *testing.T, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// assertDemoNeedsNoIndex: the demo's schema has every index its policy
+// needs, so a first run shows no doctor warning about its tables (the
+// server's pgvector version may still earn one).
+func assertDemoNeedsNoIndex(t *testing.T, ctx context.Context, dsn, policyFile string) {
+	t.Helper()
+	var rep doctor.Report
+	if err := json.Unmarshal([]byte(mustRun(t, ctx, "doctor", "--db", dsn, "--policy", policyFile, "--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, f := range rep.Findings {
+		if f.Resource == "" {
+			continue
+		}
+		checked++
+		if f.Severity != doctor.OK {
+			t.Errorf("doctor on the demo: %s %s %s: %s", f.Severity, f.Resource, f.Code, f.Message)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("doctor reported nothing about the demo's resources")
 	}
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ragfence/ragfence/filter"
+	"github.com/ragfence/ragfence/filter/policytest"
 	"github.com/ragfence/ragfence/internal/suggest"
 	"github.com/ragfence/ragfence/policy"
-	"github.com/ragfence/ragfence/policy/policytest"
 )
 
 func init() {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragfence/ragfence/filter/policytest"
 	"github.com/ragfence/ragfence/internal/testdb"
-	"github.com/ragfence/ragfence/policy/policytest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

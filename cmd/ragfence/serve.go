@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
+	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/retriever/auth"
@@ -280,13 +279,19 @@ func reload(policies *retriever.PolicyStore, logger *slog.Logger) {
 }
 
 // policyStamp summarises the policy files' sizes and times; polling it is
-// enough to notice an edit without a file-watching dependency.
+// enough to notice an edit without a file-watching dependency. It stamps
+// the files policy.Load reads, so editing a policy test file reloads
+// nothing.
 func policyStamp(paths []string) string {
+	files, err := policy.Files(paths...)
+	if err != nil {
+		return "error: " + err.Error()
+	}
 	var b strings.Builder
-	for _, p := range paths {
-		_ = walkYAML(p, func(path string, info os.FileInfo) {
-			fmt.Fprintf(&b, "%s:%d:%d;", path, info.Size(), info.ModTime().UnixNano())
-		})
+	for _, f := range files {
+		if info, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", f, info.Size(), info.ModTime().UnixNano())
+		}
 	}
 	return b.String()
 }
@@ -300,27 +305,6 @@ func (a verifierAuth) Authenticate(ctx context.Context, header string) (retrieve
 		return retriever.Identity{}, err
 	}
 	return retriever.Identity{Subject: id.Subject, Agent: id.Agent}, nil
-}
-
-// walkYAML calls fn for the file at path, or every YAML file below it.
-func walkYAML(path string, fn func(string, os.FileInfo)) error {
-	info, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !info.IsDir() {
-		fn(path, info)
-		return nil
-	}
-	return filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
-			return err
-		}
-		if fi, err := d.Info(); err == nil {
-			fn(p, fi)
-		}
-		return nil
-	})
 }
 
 // newEmbedder configures query-text embedding, or returns nil when no

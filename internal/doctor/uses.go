@@ -7,6 +7,7 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 
+	"github.com/ragfence/ragfence/internal/condtree"
 	"github.com/ragfence/ragfence/internal/pgwalk"
 	"github.com/ragfence/ragfence/policy"
 )
@@ -39,7 +40,7 @@ func ruleUses(res *policy.Resource) uses {
 			u.add(col, label)
 		}
 		w := &walker{res: res, label: label, u: &u}
-		w.walk(r.When.Expr, nil)
+		w.walk(condtree.Of(r.When), nil)
 	}
 	slices.Sort(u.Columns)
 	return u

@@ -9,7 +9,7 @@
 // and then complete keys, show each key's description on hover and flag
 // unknown keys and wrong types while the file is written. The schemas check
 // a file's shape only: the policy loader (policy.Load) and the test runner
-// (policy/policytest) still check the SQL in conditions, cross references
+// (filter/policytest) still check the SQL in conditions, cross references
 // and everything else a schema cannot express.
 package schema
 

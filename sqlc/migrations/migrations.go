@@ -182,7 +182,8 @@ func applySet(ctx context.Context, tx pgx.Tx, set Set, dim int) ([]Applied, erro
 			}
 			continue
 		}
-		if set == KnowledgeBase {
+		if set == KnowledgeBase && m.Version == 1 {
+			// The first migration creates the tables; later ones alter them.
 			if err := checkNoExistingTables(ctx, tx); err != nil {
 				return nil, err
 			}

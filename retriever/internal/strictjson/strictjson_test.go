@@ -27,7 +27,8 @@ type doc struct {
 	Filter  map[string]json.RawMessage `json:"filter"`
 	Skipped string                     `json:"-"`
 	Plain   string
-	hidden  string //nolint:unused // unexported fields are no JSON fields
+	//lint:ignore U1000 unexported fields are no JSON fields, which the test shows
+	hidden string
 }
 
 func TestCheck(t *testing.T) {

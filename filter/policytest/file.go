@@ -155,7 +155,7 @@ func (f *File) subjectOf(n *yaml.Node) (*policy.Subject, error) {
 	case yaml.ScalarNode:
 		s, ok := f.Subjects[n.Value]
 		if !ok {
-			return nil, fmt.Errorf("subject %q is not defined under subjects:", n.Value)
+			return nil, fmt.Errorf("subject %q is not defined; define it under the file's subjects: key", n.Value)
 		}
 		return toSubject(s)
 	}

@@ -140,7 +140,7 @@ func (r *Runner) load(ctx context.Context, tx pgx.Tx, scratch, table string, row
 		}
 		ddl := fmt.Sprintf("CREATE TABLE %s.%s (LIKE %s INCLUDING DEFAULTS)", scratch, pgx.Identifier{table}.Sanitize(), quoteQualified(like))
 		if _, err := tx.Exec(ctx, ddl); err != nil {
-			return fmt.Errorf("no table %s in the file's schema: and copying the database's failed (%w); create it under schema:", table, err)
+			return fmt.Errorf("no table %s in the file's schema: and copying the database's failed (%w); create it in the file's schema: key", table, err)
 		}
 	}
 	// Rows go in in runs of the same columns, so a column a row leaves out
@@ -219,7 +219,7 @@ func (r *Runner) fragment(c *Case) (*filter.Fragment, error) {
 	resource := c.Resource
 	if resource == "" {
 		if len(r.set.Names) != 1 {
-			return nil, fmt.Errorf("the policy has %d resources; name one with resource:", len(r.set.Names))
+			return nil, fmt.Errorf("the policy has %d resources; name one with the case's resource: key", len(r.set.Names))
 		}
 		resource = r.set.Names[0]
 	}

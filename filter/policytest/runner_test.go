@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragfence/ragfence/filter/policytest"
 	"github.com/ragfence/ragfence/internal/testdb"
 	"github.com/ragfence/ragfence/policy"
-	"github.com/ragfence/ragfence/policy/policytest"
 )
 
 const examples = "../../testdata/policies"
