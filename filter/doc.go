@@ -26,12 +26,6 @@
 // Masked columns are selected through Fragment.Column, which reads NULL
 // unless the mask's condition holds for the row.
 //
-// A relation's EXISTS (SELECT ... OFFSET 0) carries OFFSET 0 so that
-// PostgreSQL keeps it a subplan of the table's scan: turned into a join, the
-// rule would be decided above the scan, and a statement's sort key computed
-// below the join (under a Gather Merge, say) could see rows the rule
-// excludes (see package rewrite).
-//
 // # Wrap
 //
 // Wrap puts the policy in front of a *pgxpool.Pool, *pgx.Conn or pgx.Tx:

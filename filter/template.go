@@ -236,16 +236,6 @@ func (tr *transformer) subLink(s *pg.SubLink) {
 	if len(tenants) > 1 {
 		sel.WhereClause = pg.MakeBoolExprNode(pg.BoolExprType_AND_EXPR, tenants, 0)
 	}
-	// OFFSET 0 keeps the planner from turning the subquery into a join
-	// (it pulls up an EXISTS that stands alone in a WHERE, but not one with
-	// an OFFSET). As a join the rule would be decided above the table's
-	// scan, and what the statement computes from the table's rows (a sort
-	// key below a Gather Merge, say) could run on rows the rule excludes.
-	// As a subplan it is decided in the scan, with the rest of the policy.
-	if sel.LimitOffset == nil {
-		sel.LimitOffset = pg.MakeAConstIntNode(0, -1)
-		sel.LimitOption = pg.LimitOption_LIMIT_OPTION_COUNT
-	}
 }
 
 // quoteIdent quotes an identifier for SQL text.

@@ -28,7 +28,6 @@ type entry struct {
 	placed   []placement
 	variants map[string]string // fragment shapes -> rewritten SQL
 	refusal  *Error            // a refusal that does not depend on the request
-	fenced   bool              // Result.Fenced, which depends on the statement alone
 }
 
 func newCache(size int) *cache {
@@ -63,7 +62,7 @@ func (c *cache) variant(e *entry, shapes string) (string, bool) {
 }
 
 // put records a rewrite (or a refusal) under key.
-func (c *cache) put(key string, placed []placement, shapes, sql string, fenced bool, refusal *Error) {
+func (c *cache) put(key string, placed []placement, shapes, sql string, refusal *Error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
@@ -74,7 +73,7 @@ func (c *cache) put(key string, placed []placement, shapes, sql string, fenced b
 		}
 		return
 	}
-	e := &entry{key: key, placed: placed, variants: map[string]string{}, refusal: refusal, fenced: fenced}
+	e := &entry{key: key, placed: placed, variants: map[string]string{}, refusal: refusal}
 	if refusal == nil {
 		e.variants[shapes] = sql
 	}

@@ -40,97 +40,101 @@
 //
 // A statement sees a protected table only through its filtered subquery,
 // so no row it returns comes from a row its subject may not see. That alone
-// is not enough: PostgreSQL's planner flattens the subquery into the
+// is not enough: PostgreSQL's planner flattens a subquery into the
 // statement and orders all conditions by cost, so a condition the statement
-// wrote may run on a row before the tenant predicate and the policy have
-// excluded it. A condition that raises an error on some value (a cast of a
-// column, a division, an ARRAY[...] of arrays of different sizes, a LIKE
-// pattern from a column, a subscript out of range) would then answer with
-// an error, or an error message quoting the value, that depends on another
-// tenant's data. ragfence gives the statement's expressions the guarantee
-// PostgreSQL gives row-level security policies over non-LEAKPROOF user
-// conditions: no expression that can raise on a row's data is evaluated on
-// a row before that row has passed the tenant predicate and the policy.
+// wrote would run on rows before the tenant predicate and the policy have
+// excluded them. A condition that raises an error on some value (a cast of
+// a column, a division, an ARRAY[...] of arrays of different sizes, a LIKE
+// pattern from a column, an implicit cast PostgreSQL inserts to compare a
+// numeric with a float8) would then answer with an error, or an error
+// message quoting the value, that depends on another tenant's data.
 //
-// Each expression is judged where it stands (see strict.go):
+// So every filtered subquery is a fence: it ends in OFFSET 0, and
+// PostgreSQL neither pulls a subquery with an OFFSET into the statement nor
+// pushes the statement's conditions into it. Every expression the
+// statement's author wrote, wherever it stands (WHERE, JOIN ON, the select
+// list, ORDER BY, aggregates, subqueries, CTEs), is evaluated only on rows
+// that have passed the tenant predicate and the policy, and sees masked
+// values masked: the guarantee PostgreSQL gives row-level security policies
+// over non-LEAKPROOF user conditions. No row, count, error, SQLSTATE or
+// message the statement produces depends on a row its subject may not see.
+// This holds in both modes and does not depend on the expressions: whether
+// one can raise depends on column types, which the rewriter does not know.
 //
-//   - In a qual position (WHERE, JOIN ON, HAVING, and the select list of a
-//     subquery, a CTE or an IN subquery, which the planner can pull up into
-//     a condition) it may run on rows the policy has not yet filtered.
-//   - In a post position (the statement's own select list, ORDER BY, GROUP
-//     BY, DISTINCT, and the arguments of aggregates and window functions) it
-//     runs only on rows that have passed every condition of its query level,
-//     the policy's included.
+// What the fence costs, and what is given back (fence.go):
 //
-// An expression is safe when none of its parts can raise on any row's data:
-// comparisons (= <> < > <= >=), IS [NOT] DISTINCT FROM, BETWEEN, IN, AND,
-// OR, NOT, IS [NOT] NULL, IS TRUE/FALSE/UNKNOWN, CASE, COALESCE, GREATEST,
-// LEAST, NULLIF, jsonb -> ->> ? @> <@ and array && @> <@; LIKE and ILIKE
-// with a literal pattern that PostgreSQL accepts, read as text and as bytea
-// (checked at rewrite: not ending with its escape character), and LIKE
-// ANY/ALL over ARRAY['...', ...] of such literals; ARRAY[...] whose shape
-// cannot vary (all literals, which the planner builds before reading a row,
-// or an element that is certainly not an array); subscripts by integer
-// literals; casts of literals (converted when the statement is parsed) and
-// of parameters (whose type the server infers from the cast, so the driver
-// converts the value before the statement runs), but not casts of casts
-// ('x'::text::regclass converts when it runs) nor casts to types without
-// equality (json, xml, geometric types); rows only where the parser checks
-// them ((a, b) = (c, d), (a, b) IN (...), a row IS NULL); EXISTS and IN
-// subqueries; scalar subqueries that cannot return more than one row (LIMIT
-// 1, or only aggregates); and the functions in leakproofFunctions
-// (functions.go). A CASE is as safe as its least safe branch. A row value
-// elsewhere, or a whole-row reference (an alias, alias.* outside a select
-// list), compares as a record, which fails when the records' columns
-// differ: it is not safe. Two kinds raise only on the rows they are
-// computed from, and are safe after the policy: pgvector distances (<->,
-// <=>, <#>, <+> and their functions raise when the dimensions differ; only
-// the database knows the column's) and scalar subqueries (more than one row
-// of the subquery, itself filtered).
-//
-// Post positions hold only if the policy is decided in the table's scan:
-// the subqueries of policy conditions (relations' EXISTS) carry OFFSET 0 so
-// that the planner never turns them into a join above the scan (see package
-// filter), where a sort key computed below it would see excluded rows.
-//
-// When any expression in a qual position is not safe, every protected table
-// of the statement is fenced: its filtered subquery gets OFFSET 0, which
-// PostgreSQL neither flattens nor pushes conditions into (fence.go), so the
-// statement's expressions see only permitted rows, whatever the plan. A
-// fence keeps the planner from using the vector index for an ORDER BY
-// outside it, so a top-k search over one table (ORDER BY col <-> $1 LIMIT k,
-// no join, grouping or subquery condition) has its ordering moved inside the
-// fence, where the HNSW index serves it with the policy as its filter, while
-// the statement's conditions and its LIMIT stay outside. Statements whose
-// expressions are all safe are not fenced and plan exactly as the same
-// statement over the table would, joins and CTEs included.
+//   - Conditions of the statement that cannot raise whatever the columns'
+//     types (a column compared with a literal or a parameter by = <> < > <=
+//     >=, IN (...), = ANY, IS [NOT] DISTINCT FROM, IS [NOT] NULL, IS TRUE,
+//     and AND/OR/NOT of them: the value is converted to the column's type,
+//     never the column) move into the fence of the table they test, beside
+//     the policy, where its indexes serve them. Others stay outside and
+//     filter the fence's rows.
+//   - A top-k vector search over one table, ORDER BY embedding <-> $1
+//     LIMIT k on the resource's embedding column (directly, through an
+//     output alias, or through subqueries and CTEs that only project and
+//     filter), has its ordering moved into the fence, where the HNSW index
+//     serves it with the policy as its filter; the statement's conditions
+//     and its LIMIT stay outside and stop the ordered scan once k rows
+//     pass. If the query vector's dimension differs from the column's, the
+//     statement fails even when its WHERE matches no row.
+//   - An ORDER BY over a join, GROUP BY or DISTINCT stays outside the fence,
+//     which PostgreSQL then plans for all its rows: a join ordered by
+//     distance sorts the permitted rows instead of walking the index.
+//     Write the search as a CTE with its own LIMIT and join afterwards
+//     (WITH top AS (SELECT ... ORDER BY embedding <=> $1 LIMIT k) SELECT ...
+//     FROM top JOIN ...), which keeps the index.
 //
 // Out of scope: timing (how long a statement takes can depend on how many
 // rows the policy hides; bound it with a statement timeout, which
 // filter.Wrap and the server set), and which approximate neighbours a shared
 // HNSW graph returns (the graph is built over every tenant's rows, so an
 // approximate search's recall can depend on them; hnsw.iterative_scan keeps
-// the rows it returns to permitted ones). Implicit casts that PostgreSQL
-// inserts when it resolves an operator (timestamp to timestamptz, for
-// example), and comparisons of array columns whose element type has no
-// equality operator, are not judged: the rewriter does not know column
-// types.
+// the rows it returns to permitted ones).
 //
 // # Trusted and Strict
 //
 // Trusted mode is for SQL the application's developers wrote. It is trusted
 // not to be malicious, not to be bug-free: it may use any allowlisted
-// function and operator, casts and arithmetic, and a fence keeps whatever
-// they raise about permitted rows. filter.Wrap and ragfence query use it
-// unless told otherwise (filter.Untrusted, --untrusted).
+// function and operator, casts and arithmetic, and whatever they raise is
+// about permitted rows. filter.Wrap and ragfence query use it unless told
+// otherwise (filter.Untrusted, --untrusted).
 //
 // Strict mode is for SQL an AI agent generated or an end user typed, which
-// may probe for hidden rows on purpose. It accepts only safe expressions (in
-// either position), pgvector distances and scalar subqueries, and the
-// functions in strictFunctions; everything else is refused with a stable
-// code (operator_not_allowed, function_not_allowed, expression_not_allowed)
-// and a message saying what to write instead. Strict is Mode's zero value,
-// so a rewrite.Request that does not say otherwise is strict.
+// may probe for hidden rows on purpose: it should not run at all, not just
+// learn nothing. It accepts only expressions none of whose parts can raise
+// on a row's data, judged node by node (strict.go; a CASE is as safe as its
+// least safe branch), and refuses the rest with a stable code
+// (operator_not_allowed, function_not_allowed, expression_not_allowed) and
+// a message saying what to write instead. Accepted: comparisons (= <> < >
+// <= >=), IS [NOT] DISTINCT FROM, BETWEEN, IN, AND, OR, NOT, IS [NOT] NULL,
+// IS TRUE/FALSE/UNKNOWN, CASE, COALESCE, GREATEST, LEAST, NULLIF, jsonb ->
+// ->> ? @> <@ and array && @> <@; LIKE and ILIKE with a literal pattern
+// that PostgreSQL accepts, read as text and as bytea (checked at rewrite:
+// not ending with its escape character), and LIKE ANY/ALL over ARRAY['...',
+// ...] of such literals; ARRAY[...] whose shape cannot vary (all literals,
+// which the planner builds before reading a row, or an element that is
+// certainly not an array); subscripts by integer literals; casts of string
+// literals (converted when the statement is parsed), of number literals to
+// number types (folded) and of parameters (whose type the server infers
+// from the cast), to the built-in types in castTypes only (a domain's CHECK
+// runs when the statement does; a cast through a stable function is not
+// folded); rows only where the parser checks them ((a, b) = (c, d), (a, b)
+// IN (...), a row IS NULL); EXISTS and IN subqueries, and a subquery's
+// LIMIT and OFFSET as non-negative integer literals; scalar subqueries; the
+// functions in strictFunctions (functions.go), in their one-argument forms
+// where they have others; pgvector distances. Refused, among others:
+// arithmetic, ||, casts of columns or of casts, COLLATE, regular
+// expressions, whole-row references (an alias used as a value compares as a
+// record, which fails when the records' columns differ), and every
+// function and operator not listed. Vector distances (which raise when
+// dimensions differ) and scalar subqueries (which raise on more than one
+// row) are accepted: they raise only on the rows they read, which the fence
+// keeps to permitted ones. The judgment cannot see what PostgreSQL decides
+// from column types (an implicit cast inserted to compare a numeric column
+// with a float8, a date with a timestamptz); the fence keeps those to
+// permitted rows too. Strict is Mode's zero value, so a rewrite.Request
+// that does not say otherwise is strict.
 //
 // # Caching
 //

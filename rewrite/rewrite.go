@@ -18,11 +18,12 @@ type Mode int
 
 const (
 	// Strict is for SQL an AI agent generated or an end user typed: only
-	// operators and functions that cannot fail on a row's data, so no
-	// predicate can reveal a hidden row through an error. The default.
+	// operators and functions that cannot fail on a row's data. The
+	// default (the zero value).
 	Strict Mode = iota
 	// Trusted is for SQL the application's developers wrote: any allowlisted
-	// read-only function.
+	// read-only function. In both modes the fence keeps every expression to
+	// permitted rows (see the package documentation).
 	Trusted
 )
 
@@ -61,10 +62,6 @@ type Result struct {
 	Args []any
 	// Fragments are the policy fragments injected, one per protected reference.
 	Fragments []Fragment
-	// Fenced says whether the filtered subqueries are fences (see the
-	// package documentation): the statement has an expression that could
-	// fail on a row's data where the planner might evaluate it early.
-	Fenced bool
 }
 
 // Rewriter rewrites statements for one policy set and search path.
@@ -100,7 +97,7 @@ func (rw *Rewriter) Rewrite(sql string, req Request) (*Result, error) {
 			return nil, err
 		}
 		if out, ok := rw.cache.variant(e, shapes); ok {
-			return &Result{SQL: out, Args: args, Fragments: frags, Fenced: e.fenced}, nil
+			return &Result{SQL: out, Args: args, Fragments: frags}, nil
 		}
 	}
 	res, placed, err := rw.rewrite(sql, req)
@@ -109,7 +106,7 @@ func (rw *Rewriter) Rewrite(sql string, req Request) (*Result, error) {
 		if re, ok := err.(*Error); ok && re.Code != CodePolicy {
 			// The statement itself is refused, for every request.
 			refusal = re
-			rw.cache.put(key, nil, "", "", false, refusal)
+			rw.cache.put(key, nil, "", "", refusal)
 		}
 		return nil, err
 	}
@@ -118,7 +115,7 @@ func (rw *Rewriter) Rewrite(sql string, req Request) (*Result, error) {
 		shapes.WriteString(f.Shape())
 		shapes.WriteByte(0)
 	}
-	rw.cache.put(key, placed, shapes.String(), res.SQL, res.Fenced, nil)
+	rw.cache.put(key, placed, shapes.String(), res.SQL, nil)
 	return res, nil
 }
 
@@ -132,7 +129,7 @@ func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	w := &walker{rw: rw, req: req, nextParam: req.NArgs + 1, masked: rw.maskedNames(tree), relNames: relationNames(tree)}
+	w := &walker{rw: rw, req: req, nextParam: req.NArgs + 1, masked: rw.maskedNames(tree), relNames: relationNames(tree), refs: tableReads(tree)}
 	if err := w.checkParams(tree, req.NArgs); err != nil {
 		return nil, nil, err
 	}
@@ -140,16 +137,14 @@ func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, erro
 	if w.err != nil {
 		return nil, nil, w.err
 	}
-	if w.needFence {
-		w.buildFences()
-	}
+	w.buildFences()
 	// pg_query's deparser drops parentheses that matter; deparse writes
 	// them back or refuses a statement it cannot write faithfully.
 	out, err := deparse.Statement(tree)
 	if err != nil {
 		return nil, nil, &Error{Code: CodeExpression, Msg: "the statement cannot be rewritten faithfully: " + err.Error(), Position: -1, Err: err}
 	}
-	return &Result{SQL: out, Args: w.args, Fragments: w.frags, Fenced: w.needFence}, w.placed, nil
+	return &Result{SQL: out, Args: w.args, Fragments: w.frags}, w.placed, nil
 }
 
 // singleSelect returns the one SELECT of tree, refusing anything else.
@@ -221,6 +216,20 @@ func relationNames(tree *pg.ParseResult) map[string]bool {
 			if x.JoinExpr.Alias != nil {
 				out[x.JoinExpr.Alias.Aliasname] = true
 			}
+		}
+		pgwalk.EachChild(n, visit)
+	}
+	visit(tree.Stmts[0].Stmt)
+	return out
+}
+
+// tableReads counts how often the statement reads each unqualified name.
+func tableReads(tree *pg.ParseResult) map[string]int {
+	out := map[string]int{}
+	var visit func(*pg.Node)
+	visit = func(n *pg.Node) {
+		if rv := n.GetRangeVar(); rv != nil && rv.Schemaname == "" {
+			out[rv.Relname]++
 		}
 		pgwalk.EachChild(n, visit)
 	}

@@ -8,60 +8,36 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v5"
 )
 
-// position says when PostgreSQL may evaluate an expression relative to the
-// policy of the rows it reads.
-type position uint8
-
-const (
-	// qual: a condition (WHERE, JOIN ON, HAVING) or anything the planner
-	// can turn into one (the select list of a subquery, a CTE or an IN
-	// subquery, which it pulls up into the statement around it). The planner
-	// orders conditions by cost, so such an expression may run on rows the
-	// policy has not yet filtered out.
-	qual position = iota
-	// post: the outermost select list, ORDER BY, GROUP BY and DISTINCT, and
-	// the arguments of aggregate and window functions. These are computed
-	// only for rows that have passed every condition of their query level,
-	// the policy's included.
-	post
-)
-
-// verdict is how safe one node is where it stands.
+// verdict is how safe one node is.
 type verdict uint8
 
 const (
 	safe verdict = iota // cannot raise an error on any row's data
-	// own: may raise on the data of the rows it reads, which are visible
-	// rows wherever it is computed after the policy: a vector distance
-	// (dimensions differ; only the database knows the column's) and a
-	// scalar subquery (more than one row).
+	// own: may raise on the data of the rows it reads, which the fence
+	// keeps to visible rows: a vector distance (dimensions differ; only the
+	// database knows the column's) and a scalar subquery (more than one
+	// row). Strict mode accepts them.
 	own
 	raising // may raise an error that depends on a row's data
 )
 
-// judge checks one node of an expression (its children are judged as the
-// walk reaches them, so an expression is as safe as its least safe node: a
-// CASE is as safe as its least safe branch). In strict mode an expression
-// that may raise on data is refused; in either mode a possibly raising
-// expression in a qual position fences the statement's protected tables
-// (see fence.go), so that it only ever sees permitted rows.
-func (w *walker) judge(n *pg.Node, pos position) {
+// judge checks one node of an expression in strict mode (its children are
+// judged as the walk reaches them, so an expression is as safe as its least
+// safe node: a CASE is as safe as its least safe branch) and refuses it
+// when it may raise on a row's data. The fence (fence.go) already keeps
+// every expression to permitted rows; strict mode is for SQL written to
+// probe, which should not run at all. It judges without column types, so
+// what PostgreSQL decides from them (implicit casts, see doc.go) it cannot
+// see; the fence covers those too.
+func (w *walker) judge(n *pg.Node) {
+	if w.req.Mode != Strict || w.vetted[n] {
+		return
+	}
 	v, why := nodeVerdict(n)
-	switch {
-	case w.vetted[n]:
-		v = safe
-	case v == safe && w.wholeRow(n):
+	if v == safe && w.wholeRow(n) {
 		v, why = raising, because(CodeExpression, "a whole row compares as a record, which fails when the records' columns differ; name its columns")
 	}
-	switch {
-	case v == safe:
-	case v == own && pos == post:
-		// Computed after the policy: an error there is about visible rows.
-	case v == own || w.req.Mode == Trusted:
-		if pos == qual {
-			w.needFence = true
-		}
-	default:
+	if v == raising {
 		w.fail(refuse(why.code, location(n), "%s; strict mode accepts only expressions that cannot fail on a row's data", why.msg))
 	}
 }
@@ -81,9 +57,10 @@ func nodeVerdict(n *pg.Node) (verdict, reason) {
 	case *pg.Node_AConst, *pg.Node_ParamRef, *pg.Node_BoolExpr, *pg.Node_NullTest,
 		*pg.Node_BooleanTest, *pg.Node_CaseExpr, *pg.Node_CaseWhen, *pg.Node_CoalesceExpr, *pg.Node_MinMaxExpr,
 		*pg.Node_ResTarget, *pg.Node_SortBy, *pg.Node_AStar, *pg.Node_String_, *pg.Node_Integer, *pg.Node_List,
-		*pg.Node_GroupingSet, *pg.Node_WindowDef, *pg.Node_TypeName, *pg.Node_SqlvalueFunction,
-		*pg.Node_CollateClause:
+		*pg.Node_GroupingSet, *pg.Node_WindowDef, *pg.Node_TypeName, *pg.Node_SqlvalueFunction:
 		return safe, reason{}
+	case *pg.Node_CollateClause:
+		return raising, because(CodeExpression, "COLLATE can make two collations meet in a comparison, which fails when it runs")
 	case *pg.Node_ColumnRef:
 		if _, star := x.ColumnRef.Fields[len(x.ColumnRef.Fields)-1].Node.(*pg.Node_AStar); star {
 			return raising, because(CodeExpression, "a whole row (alias.*) compares as a record, which fails when the records differ")
@@ -290,7 +267,7 @@ func knownScalar(n *pg.Node) bool {
 	case *pg.Node_AConst:
 		return x.AConst.GetIval() != nil || x.AConst.GetFval() != nil || x.AConst.GetBoolval() != nil
 	case *pg.Node_TypeCast:
-		return len(x.TypeCast.TypeName.GetArrayBounds()) == 0
+		return !arrayType(x.TypeCast.TypeName)
 	case *pg.Node_BoolExpr, *pg.Node_NullTest, *pg.Node_BooleanTest:
 		return true
 	case *pg.Node_AExpr:
@@ -330,12 +307,22 @@ func indirectionVerdict(ind *pg.A_Indirection) (verdict, reason) {
 	return safe, reason{}
 }
 
+// nonNegativeLiteral is an integer literal >= 0.
+func nonNegativeLiteral(n *pg.Node) bool {
+	c := n.GetAConst()
+	return c != nil && c.GetIval() != nil && c.GetIval().Ival >= 0
+}
+
 // int32Literal: the parser keeps an integer literal that does not fit in
 // int32 as a numeric (Fval), which a subscript converts when it runs.
 func int32Literal(n *pg.Node) bool {
 	c := n.GetAConst()
 	return c != nil && c.GetIval() != nil
 }
+
+// oneArgument are leakproof in their one-argument form only: length(bytea,
+// encoding) fails on bytes that are not valid in the encoding.
+var oneArgument = setOf("length", "char_length", "lower", "upper", "cardinality", "jsonb_typeof", "vector_dims", "vector_norm", "l2_normalize")
 
 func funcVerdict(f *pg.FuncCall) (verdict, reason) {
 	name := funcName(f)
@@ -344,6 +331,8 @@ func funcVerdict(f *pg.FuncCall) (verdict, reason) {
 		return safe, reason{} // their arguments are judged in post position
 	case distanceFunctions[name]:
 		return own, reason{}
+	case oneArgument[name] && len(f.Args) != 1:
+		return raising, because(CodeFunction, "%s takes one argument in strict mode (its other forms can fail on a row's data)", name)
 	case leakproofFunctions[name]:
 		return safe, reason{}
 	}
@@ -381,7 +370,7 @@ func atMostOneRow(s *pg.SelectStmt) bool {
 	if s == nil || s.Op != pg.SetOperation_SETOP_NONE {
 		return false
 	}
-	if c := s.LimitCount.GetAConst(); c != nil && c.GetIval() != nil && c.GetIval().Ival <= 1 {
+	if c := s.LimitCount.GetAConst(); c != nil && c.GetIval() != nil && c.GetIval().Ival >= 0 && c.GetIval().Ival <= 1 {
 		return true
 	}
 	return s.GroupClause == nil && len(s.TargetList) > 0 && aggregates(s.TargetList) && onlyAggregates(s.TargetList)
@@ -399,24 +388,64 @@ func onlyAggregates(targets []*pg.Node) bool {
 	return true
 }
 
-// castVerdict: a cast of a literal is converted when the statement is
-// parsed, whatever the rows; a parameter's type is inferred by the server
-// from the cast, so the driver converts the value before the statement
-// runs. A cast of anything else, a cast of a cast ('x'::text::regclass
-// converts at run time) and a cast to a type without equality (json, xml,
-// the geometric types: an array of them fails when compared) may raise.
+// castVerdict: a cast of a string literal is converted when the statement
+// is parsed, whatever the rows; a parameter's type is inferred by the
+// server from the cast, so the driver converts the value before the
+// statement runs; a number literal cast to a number type is folded by the
+// planner. Only to the built-in types in castTypes: a domain's CHECK runs
+// when the statement does, a cast through a stable function (numbers to
+// money, date to timestamptz) is not folded, and an array of a type without
+// equality (json) fails when compared. A cast of a column, or of a cast
+// ('x'::text::regclass converts when it runs), may raise.
 func castVerdict(tc *pg.TypeCast) (verdict, reason) {
 	if !constant(tc.Arg) || tc.Arg.GetTypeCast() != nil {
 		return raising, because(CodeExpression, "a cast of a column value, or of a cast, can fail on a row's data (cast only literals and parameters)")
 	}
-	if names := tc.TypeName.GetNames(); len(names) > 0 && noEquality[names[len(names)-1].GetString_().GetSval()] {
-		return raising, because(CodeExpression, "values of type %s cannot be compared, and an array of them fails when it is", names[len(names)-1].GetString_().GetSval())
+	name, ok := castType(tc.TypeName)
+	if !ok {
+		return raising, because(CodeExpression, "a cast to %s can fail when the statement runs; strict mode casts only to the built-in scalar types", typeString(tc.TypeName))
+	}
+	if c := tc.Arg.GetAConst(); c != nil && (c.GetIval() != nil || c.GetFval() != nil) && !numberTypes[name] {
+		return raising, because(CodeExpression, "a number cast to %s converts when the statement runs", name)
 	}
 	return safe, reason{}
 }
 
-// noEquality are built-in types without an equality operator.
-var noEquality = setOf("json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle")
+// castTypes are the types strict mode casts literals and parameters to, by
+// the name PostgreSQL's grammar gives them.
+var castTypes = union(numberTypes, setOf("text", "varchar", "bpchar", "bool", "date", "time", "timestamp",
+	"timestamptz", "interval", "uuid", "jsonb", "bytea", "vector", "halfvec", "sparsevec"))
+
+// numberTypes may take a number literal: the cast is immutable, so folded.
+var numberTypes = setOf("int2", "int4", "int8", "numeric", "float4", "float8")
+
+// castType is the name of a built-in cast target in castTypes (arrays of
+// them included), or false.
+func castType(t *pg.TypeName) (string, bool) {
+	names := t.GetNames()
+	if len(names) == 0 || len(names) > 2 || t.Setof || t.PctType {
+		return "", false
+	}
+	if len(names) == 2 && names[0].GetString_().GetSval() != "pg_catalog" {
+		return "", false
+	}
+	name := strings.TrimPrefix(names[len(names)-1].GetString_().GetSval(), "_")
+	return name, castTypes[name]
+}
+
+// arrayType: int[] or the catalog's spelling of it, _int4.
+func arrayType(t *pg.TypeName) bool {
+	names := t.GetNames()
+	return len(t.GetArrayBounds()) > 0 || (len(names) > 0 && strings.HasPrefix(names[len(names)-1].GetString_().GetSval(), "_"))
+}
+
+func typeString(t *pg.TypeName) string {
+	var parts []string
+	for _, n := range t.GetNames() {
+		parts = append(parts, n.GetString_().GetSval())
+	}
+	return strings.Join(parts, ".")
+}
 
 // constant is a literal, a parameter or an ARRAY[...] of constants,
 // possibly cast once.
@@ -473,11 +502,11 @@ func (w *walker) vetRows(n *pg.Node) {
 	case *pg.Node_NullTest:
 		vet(x.NullTest.Arg)
 	case *pg.Node_ResTarget:
-		if x.ResTarget.Val.GetColumnRef() != nil {
+		if ref := x.ResTarget.Val.GetColumnRef(); ref != nil && ref.Fields[len(ref.Fields)-1].GetAStar() != nil {
 			if w.vetted == nil {
 				w.vetted = map[*pg.Node]bool{}
 			}
-			w.vetted[x.ResTarget.Val] = true
+			w.vetted[x.ResTarget.Val] = true // * and alias.* expand to columns
 		}
 	}
 }

@@ -38,11 +38,12 @@ type walker struct {
 	frags     []Fragment
 	masked    map[string]bool // names of masked columns of referenced resources
 	placed    []placement
-	fences    map[*pg.RangeSubselect]*fence // the filtered subqueries put in
-	orders    []func()                      // top-k orderings to move into fences
-	needFence bool                          // an expression in a qual position may raise
-	vetted    map[*pg.Node]bool             // rows and * that the parser checks (vetRows)
-	relNames  map[string]bool               // tables, aliases and CTEs named anywhere (wholeRow)
+	fences    map[*pg.RangeSubselect]*fence  // the filtered subqueries put in
+	orders    []func()                       // top-k orderings to move into fences
+	ctes      map[string]*pg.CommonTableExpr // non-recursive CTEs by name (nil: the name is used twice)
+	refs      map[string]int                 // how often each unqualified table name is read
+	vetted    map[*pg.Node]bool              // rows and * that the parser checks (vetRows)
+	relNames  map[string]bool                // tables, aliases and CTEs named anywhere (wholeRow)
 	err       error
 }
 
@@ -52,8 +53,8 @@ func (w *walker) fail(e *Error) {
 	}
 }
 
-// selectStmt rewrites one SELECT; top says whether its select list is the
-// statement's output (see position).
+// selectStmt rewrites one SELECT; top says whether it is the statement (or
+// an arm of its set operation) rather than a subquery.
 func (w *walker) selectStmt(s *pg.SelectStmt, sc *scope, top bool) {
 	if s == nil || w.err != nil {
 		return
@@ -72,26 +73,38 @@ func (w *walker) selectStmt(s *pg.SelectStmt, sc *scope, top bool) {
 	for _, f := range s.FromClause {
 		w.fromItem(f, sc)
 	}
-	targets := qual
-	if top {
-		targets = post
-	}
 	for _, t := range s.TargetList {
-		w.expr(t, sc, true, targets)
+		w.expr(t, sc, true)
 	}
-	for _, n := range []*pg.Node{s.WhereClause, s.HavingClause, s.LimitCount, s.LimitOffset} {
-		w.expr(n, sc, false, qual)
+	for _, n := range []*pg.Node{s.WhereClause, s.HavingClause} {
+		w.expr(n, sc, false)
 	}
-	for _, n := range s.ValuesLists {
-		w.expr(n, sc, false, qual)
-	}
-	for _, list := range [][]*pg.Node{s.GroupClause, s.SortClause, s.DistinctClause, s.WindowClause} {
+	w.limits(s, sc, top)
+	for _, list := range [][]*pg.Node{s.GroupClause, s.SortClause, s.DistinctClause, s.WindowClause, s.ValuesLists} {
 		for _, n := range list {
-			w.expr(n, sc, false, post)
+			w.expr(n, sc, false)
 		}
 	}
 	if w.err == nil {
 		w.intoFence(s)
+		w.pushConditions(s)
+	}
+}
+
+// limits checks LIMIT and OFFSET. In strict mode a subquery's must be
+// non-negative integer literals: a negative one raises when the subquery
+// runs, which a condition can make depend on a row; the statement's own may
+// also be parameters (a wrong one fails whatever the rows).
+func (w *walker) limits(s *pg.SelectStmt, sc *scope, top bool) {
+	for _, n := range []*pg.Node{s.LimitCount, s.LimitOffset} {
+		w.expr(n, sc, false)
+		if n == nil || n.Node == nil || w.req.Mode != Strict || nonNegativeLiteral(n) || (top && n.GetParamRef() != nil) {
+			continue
+		}
+		if c := n.GetAConst(); c != nil && c.Isnull {
+			continue // LIMIT NULL, LIMIT ALL
+		}
+		w.fail(refuse(CodeExpression, location(n), "a subquery's LIMIT and OFFSET must be non-negative integer literals in strict mode"))
 	}
 }
 
@@ -125,8 +138,22 @@ func (w *walker) withClause(wc *pg.WithClause, sc *scope) *scope {
 		}
 		w.selectStmt(body, bodyScope, false)
 		names[c.Ctename] = true
+		w.noteCTE(c, wc.Recursive)
 	}
 	return inner
+}
+
+// noteCTE remembers a non-recursive CTE for intoFence; a name defined twice
+// (in nested WITHs) is remembered as ambiguous.
+func (w *walker) noteCTE(c *pg.CommonTableExpr, recursive bool) {
+	if w.ctes == nil {
+		w.ctes = map[string]*pg.CommonTableExpr{}
+	}
+	if _, seen := w.ctes[c.Ctename]; seen || recursive {
+		w.ctes[c.Ctename] = nil
+		return
+	}
+	w.ctes[c.Ctename] = c
 }
 
 func (w *walker) fromItem(n *pg.Node, sc *scope) {
@@ -139,7 +166,7 @@ func (w *walker) fromItem(n *pg.Node, sc *scope) {
 	case *pg.Node_JoinExpr:
 		w.fromItem(x.JoinExpr.Larg, sc)
 		w.fromItem(x.JoinExpr.Rarg, sc)
-		w.expr(x.JoinExpr.Quals, sc, false, qual)
+		w.expr(x.JoinExpr.Quals, sc, false)
 	case *pg.Node_RangeSubselect:
 		w.selectStmt(x.RangeSubselect.Subquery.GetSelectStmt(), sc, false)
 	case *pg.Node_RangeFunction, *pg.Node_RangeTableFunc:
@@ -275,9 +302,8 @@ func subquery(res *policy.Resource, frag Fragment, inh bool) (string, []any, *Er
 	return sql, args, nil
 }
 
-// expr checks an expression standing in position pos and rewrites the
-// subqueries inside it.
-func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool, pos position) {
+// expr checks an expression and rewrites the subqueries inside it.
+func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool) {
 	// An empty node is no expression: plain DISTINCT is a list holding one.
 	if n == nil || n.Node == nil || w.err != nil {
 		return
@@ -288,8 +314,8 @@ func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool, pos position) {
 		return
 	case *pg.Node_SubLink:
 		w.vetRows(n)
-		w.judge(n, pos)
-		w.expr(x.SubLink.Testexpr, sc, inTarget, pos)
+		w.judge(n)
+		w.expr(x.SubLink.Testexpr, sc, inTarget)
 		w.selectStmt(x.SubLink.Subselect.GetSelectStmt(), sc, false)
 		return
 	case *pg.Node_RangeVar, *pg.Node_JoinExpr, *pg.Node_RangeSubselect, *pg.Node_RangeFunction, *pg.Node_RangeTableFunc:
@@ -298,19 +324,15 @@ func (w *walker) expr(n *pg.Node, sc *scope, inTarget bool, pos position) {
 	case *pg.Node_FuncCall:
 		w.funcCall(x.FuncCall)
 		w.vetRows(n)
-		w.judge(n, pos)
-		if f := x.FuncCall; f.Over != nil || f.AggStar || aggregateFunctions[funcName(f)] {
-			// Aggregated and windowed rows have passed every condition.
-			pos = post
-		}
-		pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget, pos) })
+		w.judge(n)
+		pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget) })
 		return
 	case *pg.Node_ColumnRef:
 		w.columnRef(x.ColumnRef, inTarget)
 	}
 	w.vetRows(n)
-	w.judge(n, pos)
-	pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget, pos) })
+	w.judge(n)
+	pgwalk.EachChild(n, func(c *pg.Node) { w.expr(c, sc, inTarget) })
 }
 
 func (w *walker) columnRef(c *pg.ColumnRef, inTarget bool) {

@@ -48,17 +48,18 @@ const (
 	InjectPlain = "inject-plain"
 	Ragfence    = "ragfence"
 	// SQL is the statement an application or agent writes, run through
-	// filter.Wrap in strict mode; SQLFenced adds a condition that could
-	// raise on a row's data, so the rewriter fences the table and moves the
-	// ordering into the fence (see package rewrite): their difference is
-	// the fence's cost.
-	SQL       = "sql"
-	SQLFenced = "sql-fenced"
-	Exact     = "exact"
+	// filter.Wrap in strict mode: the rewriter fences the table and moves
+	// the ordering into the fence (see package rewrite). SQLCondition adds
+	// a condition that could raise on a row's data, which stays outside the
+	// fence, in trusted mode: their difference is what such a condition
+	// costs.
+	SQL          = "sql"
+	SQLCondition = "sql-condition"
+	Exact        = "exact"
 )
 
 // Strategies lists them in the order the report shows them.
-var Strategies = []string{Unfiltered, Postfilter, RLS, InjectPlain, Ragfence, SQL, SQLFenced, Exact}
+var Strategies = []string{Unfiltered, Postfilter, RLS, InjectPlain, Ragfence, SQL, SQLCondition, Exact}
 
 // User is a benchmark subject: one cell's group in the benchmark tenant.
 type User struct {
@@ -110,7 +111,7 @@ func (e *Env) searcher(name string) searcher {
 	case SQL:
 		return e.wrapped(filter.Wrap(e.Pool, e.Policy, filter.Untrusted()),
 			"SELECT id FROM chunks ORDER BY embedding <=> $1 LIMIT $2")
-	case SQLFenced:
+	case SQLCondition:
 		return e.wrapped(filter.Wrap(e.Pool, e.Policy),
 			"SELECT id FROM chunks WHERE id / 1 >= 0 ORDER BY embedding <=> $1 LIMIT $2")
 	case Exact:
