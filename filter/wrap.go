@@ -3,11 +3,13 @@ package filter
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ragfence/ragfence/internal/pgcatalog"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/rewrite"
 )
@@ -24,11 +26,14 @@ type Querier interface {
 // closed: no subject in the context, a write, or anything the rewriter
 // cannot make safe is an error, never an unfiltered query.
 type DB struct {
-	q       Querier
-	p       *Policy
-	rw      *rewrite.Rewriter
-	mode    rewrite.Mode
-	timeout time.Duration
+	q          Querier
+	p          *Policy
+	searchPath []string
+	mode       rewrite.Mode
+	timeout    time.Duration
+
+	mu sync.Mutex
+	rw *rewrite.Rewriter // made on the first statement, with the catalog's columns
 }
 
 // Option configures Wrap.
@@ -37,7 +42,7 @@ type Option func(*DB)
 // WithSearchPath tells the rewriter the connection's search_path (default
 // "public"), so unqualified names resolve as PostgreSQL resolves them.
 func WithSearchPath(schemas ...string) Option {
-	return func(db *DB) { db.rw = rewrite.New(db.p.Set(), schemas) }
+	return func(db *DB) { db.searchPath = schemas }
 }
 
 // Untrusted runs statements in strict mode, for SQL an AI agent generated or
@@ -51,14 +56,31 @@ func Untrusted() Option {
 // statement timeout (DefaultStatementTimeout unless WithStatementTimeout
 // says otherwise) and pgvector's strict-order iterative index scans; in the
 // caller's transaction, the settings are restored after the statement (see
-// the package doc).
+// the package doc). The first statement also reads the protected tables'
+// columns from the catalog, in one more round trip: they let the rewriter
+// mask a table whose policy lists no columns, and use the table's indexes
+// for the statement's simple conditions (see package rewrite).
 func Wrap(q Querier, p *Policy, opts ...Option) *DB {
-	db := &DB{q: q, p: p, rw: rewrite.New(p.Set(), []string{"public"}), mode: rewrite.Trusted,
-		timeout: DefaultStatementTimeout}
+	db := &DB{q: q, p: p, searchPath: []string{"public"}, mode: rewrite.Trusted, timeout: DefaultStatementTimeout}
 	for _, o := range opts {
 		o(db)
 	}
 	return db
+}
+
+// rewriter returns the DB's rewriter, reading the catalog the first time.
+// A failed read fails the statement and is tried again on the next.
+func (db *DB) rewriter(ctx context.Context) (*rewrite.Rewriter, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.rw == nil {
+		cols, err := pgcatalog.Resources(ctx, db.q, db.p.Set())
+		if err != nil {
+			return nil, err
+		}
+		db.rw = rewrite.New(db.p.Set(), db.searchPath, rewrite.WithColumns(cols))
+	}
+	return db.rw, nil
 }
 
 type ctxKey int
@@ -102,7 +124,11 @@ func (db *DB) Rewrite(ctx context.Context, sql string, args ...any) (string, []a
 	if c, ok := ctx.Value(factsKey).(policy.Context); ok {
 		req.Context = c
 	}
-	res, err := db.rw.Rewrite(sql, rewrite.Request{Fragments: db.p.Fragments(req), Mode: db.mode, NArgs: len(args)})
+	rw, err := db.rewriter(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	res, err := rw.Rewrite(sql, rewrite.Request{Fragments: db.p.Fragments(req), Mode: db.mode, NArgs: len(args)})
 	if err != nil {
 		return "", nil, err
 	}

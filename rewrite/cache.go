@@ -104,7 +104,7 @@ func (rw *Rewriter) bind(placed []placement, src Fragments) ([]Fragment, []any, 
 			return nil, nil, "", &Error{Code: CodePolicy, Msg: err.Error(), Position: -1, Err: err}
 		}
 		frags[i] = f
-		args = append(args, placementArgs(p.res, f)...)
+		args = append(args, rw.placementArgs(p.res, f)...)
 		shapes.WriteString(f.Shape())
 		shapes.WriteByte(0)
 	}
@@ -113,10 +113,10 @@ func (rw *Rewriter) bind(placed []placement, src Fragments) ([]Fragment, []any, 
 
 // placementArgs are the arguments of subquery(res, f, ...) in placeholder
 // order: the masked columns' (in the select list) then the fragment's.
-func placementArgs(res *policy.Resource, f Fragment) []any {
+func (rw *Rewriter) placementArgs(res *policy.Resource, f Fragment) []any {
 	var args []any
 	if len(f.Masked()) > 0 {
-		for _, col := range res.Columns {
+		for _, col := range rw.columnNames(res) {
 			args = append(args, f.ColumnArgs(col)...)
 		}
 	}

@@ -63,13 +63,17 @@
 //
 // What the fence costs, and what is given back (fence.go):
 //
-//   - Conditions of the statement that cannot raise whatever the columns'
-//     types (a column compared with a literal or a parameter by = <> < > <=
-//     >=, IN (...), = ANY, IS [NOT] DISTINCT FROM, IS [NOT] NULL, IS TRUE,
-//     and AND/OR/NOT of them: the value is converted to the column's type,
-//     never the column) move into the fence of the table they test, beside
-//     the policy, where its indexes serve them. Others stay outside and
-//     filter the fence's rows.
+//   - Conditions of the statement that cannot raise (a column compared with
+//     a literal or a parameter by = <> < > <= >=, IN (...), = ANY, IS [NOT]
+//     DISTINCT FROM, IS [NOT] NULL, IS TRUE, and AND/OR/NOT of them: the
+//     value is converted to the column's type, never the column) move into
+//     the fence of the table they test, beside the policy, where its indexes
+//     serve them, when the catalog says the column compares without looking
+//     operators up as it runs (scalar types; not composites, nor arrays of
+//     json and other types without equality). The catalog comes from
+//     WithColumns: filter.Wrap and ragfence query read it on their first
+//     statement; a Rewriter without it moves no condition. Others stay
+//     outside and filter the fence's rows.
 //   - A top-k vector search over one table, ORDER BY embedding <-> $1
 //     LIMIT k on the resource's embedding column (directly, through an
 //     output alias, or through subqueries and CTEs that only project and

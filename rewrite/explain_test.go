@@ -185,7 +185,7 @@ func TestRewriteExplainUsesHNSW(t *testing.T) {
 	if err != nil {
 		t.Fatalf("compile policy: %v", err)
 	}
-	rw := rewrite.New(set, []string{schema, "public"})
+	rw := rewrite.New(set, []string{schema, "public"}, rewrite.WithColumns(pgColumns(t, pool, schema, set)))
 	ctx := t.Context()
 	query := pgvector.NewVector(exUnit(r))
 
@@ -218,6 +218,8 @@ func TestRewriteExplainUsesHNSW(t *testing.T) {
 		// search written as a CTE with LIMIT and joined afterwards
 		// (cte-limit) keeps the index. Its rows are still checked.
 		joined bool
+		// inside: SQL the fence must hold, a condition moved into it.
+		inside string
 	}
 	statements := map[string]statement{
 		"plain":       {sql: "SELECT id FROM items ORDER BY embedding <=> $1 LIMIT 10"},
@@ -228,7 +230,7 @@ func TestRewriteExplainUsesHNSW(t *testing.T) {
 		"subquery":    {sql: "SELECT s.id FROM (SELECT i.id, i.embedding AS e FROM items i WHERE i.grp <> 'x') s ORDER BY s.e <=> $1 LIMIT 10"},
 		// Conditions that cannot raise move into the fence, beside the
 		// policy; those that can stay outside it.
-		"pushed":        {sql: "SELECT id FROM items WHERE grp <> 'nothing' AND cat_id IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20) ORDER BY embedding <=> $1 LIMIT 10"},
+		"pushed":        {sql: "SELECT id FROM items WHERE grp <> 'nothing' AND cat_id IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20) ORDER BY embedding <=> $1 LIMIT 10", inside: "AND grp <> 'nothing' AND cat_id IN (1, 2,"},
 		"raising":       {sql: "SELECT id FROM items WHERE cat_id / 1 >= 0 ORDER BY embedding <=> $1 LIMIT 10", mode: rewrite.Trusted, cond: true},
 		"score":         {sql: "SELECT id, 1 - (embedding <=> $1) AS score FROM items i WHERE i.cat_id % 1000 >= 0 ORDER BY i.embedding <=> $1 LIMIT 10", mode: rewrite.Trusted, cond: true},
 		"alias":         {sql: "SELECT id, embedding <=> $1 AS d FROM items WHERE cat_id::text <> 'x' ORDER BY d LIMIT 10", mode: rewrite.Trusted, cond: true},
@@ -245,6 +247,9 @@ func TestRewriteExplainUsesHNSW(t *testing.T) {
 				}
 				if !strings.Contains(res.SQL, "OFFSET 0") {
 					t.Fatalf("the table is not fenced:\n  %s", res.SQL)
+				}
+				if fence, _, _ := strings.Cut(res.SQL, "OFFSET 0"); !strings.Contains(fence, st.inside) {
+					t.Fatalf("the fence does not hold %q:\n  %s", st.inside, res.SQL)
 				}
 				args := append([]any{query}, res.Args...)
 				plan, err := exPlan(ctx, pool, res.SQL, args)

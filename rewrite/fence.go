@@ -30,9 +30,9 @@ import (
 // it can prove changes nothing:
 //
 //   - The statement's conditions cannot reach the table's indexes. Those
-//     that cannot raise whatever the column's type (pushConditions: a
-//     column compared with a literal or a parameter, IN lists, IS NULL, and
-//     AND/OR/NOT of them) move into the fence, beside the policy.
+//     that cannot raise (pushConditions: a column the catalog calls
+//     comparable, compared with a literal or a parameter, IN lists, IS
+//     NULL, and AND/OR/NOT of them) move into the fence, beside the policy.
 //   - The statement's ORDER BY stays outside, which turns a vector search
 //     into a sort of every permitted row. A top-k search over one table
 //     (intoFence: ORDER BY embedding <-> $1 LIMIT k on the resource's
@@ -45,6 +45,19 @@ type fence struct {
 	alias  *pg.Alias       // the name the statement knows it by
 	star   bool            // the subquery selects *: every column, none masked
 	masked map[string]bool // the columns the subquery masks
+	// comparable are the columns a condition may compare with a value
+	// inside the fence (Column.Comparable); none without a catalog.
+	comparable map[string]bool
+}
+
+func comparableColumns(cols []Column) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range cols {
+		if c.Comparable {
+			out[c.Name] = true
+		}
+	}
+	return out
 }
 
 // vectorOperators are pgvector's distance operators, which its indexes
@@ -275,8 +288,9 @@ func funcName(f *pg.FuncCall) string {
 }
 
 // pushConditions moves the conditions of s's WHERE that cannot raise on any
-// row, whatever the columns' types, into the fence whose table they test,
-// so the planner can serve them from its indexes. Only into fences that s
+// row into the fence whose table they test, so the planner can serve them
+// from its indexes: a comparable column (Column.Comparable, from the
+// catalog) compared with literals or parameters. Only into fences that s
 // joins with INNER joins (a condition on an outer join's nullable side
 // means something else inside it), and only conditions that name one
 // fence's columns through its alias (or unqualified, when the fence is s's
@@ -335,7 +349,7 @@ func pushTarget(c *pg.Node, fences map[string]*fence, only *fence) *fence {
 		if ref != nil {
 			f = fenceOf(ref, fences, only)
 		}
-		if f == nil || (target != nil && f != target) || f.masked[lastField(ref)] {
+		if f == nil || (target != nil && f != target) || f.masked[lastField(ref)] || !f.comparable[lastField(ref)] {
 			return false
 		}
 		target = f

@@ -248,7 +248,8 @@ func niSetup(t *testing.T) *niWorlds {
 		name := fmt.Sprintf("%s_w%02d", base, len(schemas))
 		schemas = append(schemas, name)
 		pgLoad(t, pool, name, w)
-		nw.rw[name] = rewrite.New(set, []string{name, "public"})
+		// With the catalog's columns, so conditions move into fences.
+		nw.rw[name] = rewrite.New(set, []string{name, "public"}, rewrite.WithColumns(pgColumns(t, pool, name, set)))
 		return name
 	}
 	t.Cleanup(func() {

@@ -25,6 +25,7 @@ import (
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/ragfence/ragfence/filter"
+	"github.com/ragfence/ragfence/internal/pgcatalog"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/rewrite"
 )
@@ -528,4 +529,26 @@ func pgParen(r *rand.Rand, p float64, s string) string {
 		return "(" + s + ")"
 	}
 	return s
+}
+
+// pgColumns reads the catalog's columns of set's tables in schema, as
+// filter.Wrap does on its first statement, for rewrite.WithColumns.
+func pgColumns(t *testing.T, pool *pgxpool.Pool, schema string, set *policy.Set) map[string][]rewrite.Column {
+	t.Helper()
+	var cols map[string][]rewrite.Column
+	err := pgx.BeginFunc(t.Context(), pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(t.Context(), "SELECT set_config('search_path', $1, true)", pgx.Identifier{schema}.Sanitize()+", public"); err != nil {
+			return err
+		}
+		var err error
+		cols, err = pgcatalog.Resources(t.Context(), tx, set)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cols) == 0 {
+		t.Fatalf("no columns in the catalog for schema %s", schema)
+	}
+	return cols
 }

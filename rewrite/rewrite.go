@@ -66,16 +66,64 @@ type Result struct {
 
 // Rewriter rewrites statements for one policy set and search path.
 type Rewriter struct {
-	set    *policy.Set
-	tables *tables
-	cache  *cache
+	set     *policy.Set
+	tables  *tables
+	cache   *cache
+	columns map[string][]Column // by resource name; nil when no catalog was given
+}
+
+// Column is a column of a protected table as the database's catalog has it.
+type Column struct {
+	Name string
+	// Comparable says that comparing the column with a literal or a
+	// parameter cannot raise an error, whatever the rows hold: true for
+	// scalar types (the value is converted to the column's type when the
+	// statement is parsed or bound, and a type without the operator is
+	// refused then), false for composite types and for arrays of a type
+	// without equality (json[]): their comparisons look operators up as
+	// they run, and fail on the rows they meet.
+	Comparable bool
+}
+
+// Option configures New.
+type Option func(*Rewriter)
+
+// WithColumns gives the rewriter the protected tables' columns, by resource
+// name, as the database's catalog has them (internal/pgcatalog reads them;
+// filter.Wrap does so on its first statement). With them the rewriter lists
+// the columns of a masked table whose policy names none, and moves a
+// statement's conditions on comparable columns into the fence, where the
+// table's indexes serve them; without them it does neither.
+func WithColumns(cols map[string][]Column) Option {
+	return func(rw *Rewriter) { rw.columns = cols }
 }
 
 // New returns a rewriter for the policy set on a connection whose
 // search_path is searchPath (schemas in order; pg_catalog always comes
 // first).
-func New(set *policy.Set, searchPath []string) *Rewriter {
-	return &Rewriter{set: set, tables: newTables(set, searchPath), cache: newCache(DefaultCacheSize)}
+func New(set *policy.Set, searchPath []string, opts ...Option) *Rewriter {
+	rw := &Rewriter{set: set, tables: newTables(set, searchPath), cache: newCache(DefaultCacheSize)}
+	for _, o := range opts {
+		o(rw)
+	}
+	return rw
+}
+
+// columnNames are res's columns: the policy's list, else the catalog's, else
+// nil.
+func (rw *Rewriter) columnNames(res *policy.Resource) []string {
+	if res.Columns != nil {
+		return res.Columns
+	}
+	cols := rw.columns[res.Name]
+	if cols == nil {
+		return nil
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
+	}
+	return names
 }
 
 // Set is the policy set the rewriter applies.

@@ -212,7 +212,8 @@ func (w *walker) rangeVar(n *pg.Node, rv *pg.RangeVar, sc *scope) {
 		w.fences = map[*pg.RangeSubselect]*fence{}
 	}
 	masked := w.frags[len(w.frags)-1].Masked()
-	w.fences[rs] = &fence{res: res, body: sub.GetSelectStmt(), alias: alias, star: len(masked) == 0, masked: setOf(masked...)}
+	w.fences[rs] = &fence{res: res, body: sub.GetSelectStmt(), alias: alias, star: len(masked) == 0, masked: setOf(masked...),
+		comparable: comparableColumns(w.rw.columns[res.Name])}
 	n.Node = &pg.Node_RangeSubselect{RangeSubselect: rs}
 }
 
@@ -240,7 +241,7 @@ func (w *walker) filtered(res *policy.Resource, rv *pg.RangeVar) (*pg.Node, *Err
 	if err != nil {
 		return nil, &Error{Code: CodePolicy, Msg: err.Error(), Position: int(rv.Location), Err: err}
 	}
-	sql, args, rerr := subquery(res, frag, rv.Inh)
+	sql, args, rerr := subquery(res, w.rw.columnNames(res), frag, rv.Inh)
 	if rerr != nil {
 		rerr.Position = int(rv.Location)
 		return nil, rerr
@@ -279,7 +280,7 @@ func fragment(res *policy.Resource, frags Fragments) (Fragment, error) {
 
 // subquery renders the filtered subquery with ? placeholders, and its
 // arguments in placeholder order.
-func subquery(res *policy.Resource, frag Fragment, inh bool) (string, []any, *Error) {
+func subquery(res *policy.Resource, columns []string, frag Fragment, inh bool) (string, []any, *Error) {
 	from := res.QuotedTable()
 	if !inh {
 		from = "ONLY " + from
@@ -287,11 +288,11 @@ func subquery(res *policy.Resource, frag Fragment, inh bool) (string, []any, *Er
 	b := sq.Select().From(from + " AS " + pgx.Identifier{innerAlias(res)}.Sanitize()).Where(frag)
 	if masked := frag.Masked(); len(masked) == 0 {
 		b = b.Column("*")
-	} else if res.Columns == nil {
+	} else if columns == nil {
 		return "", nil, refuse(CodeMissingColumns, -1,
-			"resource %s masks %s; list its columns in the policy (columns:) so the rewriter can mask them", res.Name, strings.Join(masked, ", "))
+			"resource %s masks %s; list its columns in the policy (columns:), or give the rewriter the database's (rewrite.WithColumns; filter.Wrap and ragfence query do), so it can mask them", res.Name, strings.Join(masked, ", "))
 	} else {
-		for _, col := range res.Columns {
+		for _, col := range columns {
 			b = b.Column(sq.Alias(frag.Column(col), pgx.Identifier{col}.Sanitize()))
 		}
 	}

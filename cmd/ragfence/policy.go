@@ -8,10 +8,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/filter/policytest"
+	"github.com/ragfence/ragfence/internal/pgcatalog"
 	"github.com/ragfence/ragfence/internal/suggest"
 	"github.com/ragfence/ragfence/policy"
 )
@@ -87,7 +86,7 @@ func checkCatalog(ctx context.Context, dsn string, set *policy.Set, errOut io.Wr
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	list, err := policy.CheckCatalog(ctx, pgCatalog{conn}, set)
+	list, err := policy.CheckCatalog(ctx, pgcatalog.Catalog{Q: conn}, set)
 	if err != nil {
 		return err
 	}
@@ -98,27 +97,6 @@ func checkCatalog(ctx context.Context, dsn string, set *policy.Set, errOut io.Wr
 		return &exitError{code: exitFailure, msg: fmt.Sprintf("policy: %d error(s) against the database", len(list))}
 	}
 	return nil
-}
-
-// pgCatalog reads columns from pg_attribute, resolving names as the
-// connection's search path does.
-type pgCatalog struct{ conn *pgx.Conn }
-
-func (c pgCatalog) Columns(ctx context.Context, table string) ([]string, bool, error) {
-	var exists bool
-	if err := c.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists); err != nil {
-		return nil, false, err
-	}
-	if !exists {
-		return nil, false, nil
-	}
-	rows, err := c.conn.Query(ctx, `SELECT attname::text FROM pg_attribute
-		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
-	if err != nil {
-		return nil, false, err
-	}
-	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return cols, true, err
 }
 
 func runPolicyExplain(_ context.Context, args []string, out, errOut io.Writer) error {

@@ -105,3 +105,42 @@ func TestQueryStatementSettings(t *testing.T) {
 		t.Errorf("negative timeout: exit %d, stderr %q; want a usage error", code, errOut)
 	}
 }
+
+// A resource with a mask and no columns list: ragfence query reads the
+// table's columns from the catalog and masks them, where the rewriter alone
+// has to refuse (missing_columns).
+func TestQueryMaskWithoutColumnsList(t *testing.T) {
+	pool, schema := testdb.Schema(t)
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE people (id int, tenant_id text, name text, email text);
+		INSERT INTO people VALUES (1, 'acme', 'ann', 'ann@acme.test'), (2, 'globex', 'bob', 'bob@globex.test')`); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	writeFile(t, policyFile, []byte(`version: 1
+resources:
+  people:
+    tenant: tenant_id
+    allow:
+      - name: everyone
+        when: "true"
+    mask:
+      - column: email
+        unless: "'hr' = ANY (subject.roles)"
+`))
+	dsn := testdb.URL(t) + "&search_path=" + schema + ",public"
+	for _, tc := range []struct {
+		roles []string
+		want  string
+	}{
+		{nil, `{"id":1,"tenant_id":"acme","name":"ann","email":null}` + "\n"},
+		{[]string{"hr"}, `{"id":1,"tenant_id":"acme","name":"ann","email":"ann@acme.test"}` + "\n"},
+	} {
+		subject := writeJSONFile(t, map[string]any{"id": "u", "tenant": "acme", "roles": tc.roles})
+		out := mustRun(t, context.Background(), "query", "--db", dsn, "--policy", policyFile, "--subject", subject,
+			"--untrusted", "SELECT * FROM people ORDER BY id")
+		if out != tc.want {
+			t.Errorf("roles %v: got %q, want %q", tc.roles, out, tc.want)
+		}
+	}
+}
