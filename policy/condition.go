@@ -100,7 +100,7 @@ func readCondition(r *reader, n *yaml.Node, sc *scope) *Condition {
 		return nil
 	}
 	c := &Condition{Text: text, expr: expr}
-	v := &validator{sc: sc, cond: c, report: func(loc int32, code, format string, args ...any) {
+	v := &validator{sc: sc, cond: c, report: func(loc int32, code Code, format string, args ...any) {
 		r.errorAt(at(loc), code, format, args...)
 	}}
 	before := len(*r.errs)
@@ -330,7 +330,7 @@ func hintFor(name string, candidates []string) string { return suggest.Hint(name
 type validator struct {
 	sc     *scope
 	cond   *Condition
-	report func(loc int32, code, format string, args ...any)
+	report func(loc int32, code Code, format string, args ...any)
 }
 
 // relScope maps the aliases of an EXISTS subquery to their relations.

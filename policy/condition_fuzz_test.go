@@ -313,7 +313,7 @@ func checkInPolicy(t *testing.T, text string, set *policy.Set) {
 	var list policy.ErrorList
 	if errors.As(condErr, &list) {
 		for _, e := range list {
-			want = append(want, e.Code+": "+e.Msg)
+			want = append(want, string(e.Code)+": "+e.Msg)
 		}
 	}
 	sort.Strings(want)
@@ -353,7 +353,7 @@ func checkInPolicy(t *testing.T, text string, set *policy.Set) {
 				if e.Line < when.Line || e.Line >= end || e.Col < 1 {
 					t.Fatalf("style %v: %v is outside the condition, lines %d-%d:\n%s", style, e, when.Line, end-1, data)
 				}
-				got = append(got, e.Code+": "+e.Msg)
+				got = append(got, string(e.Code)+": "+e.Msg)
 			}
 		} else if err != nil {
 			t.Fatalf("style %v: %v", style, err)
@@ -389,7 +389,7 @@ func yamlKey(n *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-var errorCodes = []string{policy.CodeMissing, policy.CodeSyntax, policy.CodeForbidden, policy.CodeUnknownName, policy.CodeInvalid}
+var errorCodes = []policy.Code{policy.CodeMissing, policy.CodeSyntax, policy.CodeForbidden, policy.CodeUnknownName, policy.CodeInvalid}
 
 // checkRejection checks the shape of the errors of a rejected condition.
 func checkRejection(t *testing.T, text string, res *policy.Resource, err error) {

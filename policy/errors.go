@@ -2,23 +2,28 @@ package policy
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 )
 
-// Error codes, stable for callers and tests that branch on them.
+// Code classifies an Error; codes are stable, so callers and tests may
+// branch on them.
+type Code string
+
+// Error codes.
 const (
-	CodeYAML         = "yaml"          // the file is not valid YAML
-	CodeUnknownField = "unknown_field" // a key the format does not have
-	CodeMissing      = "missing"       // a required key is absent
-	CodeInvalid      = "invalid"       // a value of the wrong kind or out of range
-	CodeDuplicate    = "duplicate"     // a name defined twice
-	CodeSyntax       = "syntax"        // a condition PostgreSQL cannot parse
-	CodeForbidden    = "forbidden"     // SQL outside the allowed subset
-	CodeUnfaithful   = "unfaithful"    // a condition ragfence cannot write back as SQL of the same meaning
-	CodeUnknownName  = "unknown_name"  // a column, attribute, relation or function that does not exist
-	CodeCatalog      = "catalog"       // the live database disagrees with the policy
+	CodeYAML         Code = "yaml"          // the file is not valid YAML
+	CodeUnknownField Code = "unknown_field" // a key the format does not have
+	CodeMissing      Code = "missing"       // a required key is absent
+	CodeInvalid      Code = "invalid"       // a value of the wrong kind or out of range
+	CodeDuplicate    Code = "duplicate"     // a name defined twice
+	CodeSyntax       Code = "syntax"        // a condition PostgreSQL cannot parse
+	CodeForbidden    Code = "forbidden"     // SQL outside the allowed subset
+	CodeUnfaithful   Code = "unfaithful"    // a condition ragfence cannot write back as SQL of the same meaning
+	CodeUnknownName  Code = "unknown_name"  // a column, attribute, relation or function that does not exist
+	CodeCatalog      Code = "catalog"       // the live database disagrees with the policy
 )
 
 // Error is one problem in a policy set, located in its file.
@@ -28,7 +33,7 @@ type Error struct {
 	Col      int
 	Resource string
 	Rule     string
-	Code     string
+	Code     Code
 	Msg      string
 }
 
@@ -55,6 +60,25 @@ func (l ErrorList) Error() string {
 		lines[i] = e.Error()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns the errors, so errors.As finds an *Error in the list.
+func (l ErrorList) Unwrap() []error {
+	out := make([]error, len(l))
+	for i, e := range l {
+		out[i] = e
+	}
+	return out
+}
+
+// CodeOf returns the Code of the first *Error in err's chain (an ErrorList's
+// first, by file and line), or "".
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
 }
 
 func (l ErrorList) sort() {

@@ -263,7 +263,7 @@ var parseCases = []struct {
 	name  string
 	files []policy.Source
 	want  []string
-	codes []string
+	codes []policy.Code
 }{
 	{
 		name: "column typo",
@@ -277,7 +277,7 @@ resources:
         when: ownr_id = subject.id
 `),
 		want:  []string{`p.yaml:8:15: resource "chunks": rule "owner": chunks has no column "ownr_id" (did you mean "owner_id"?)`},
-		codes: []string{policy.CodeUnknownName},
+		codes: []policy.Code{policy.CodeUnknownName},
 	},
 	{
 		name: "disallowed function",
@@ -290,7 +290,7 @@ resources:
         when: "length(pg_read_file('/etc/passwd')) > 0"
 `),
 		want:  []string{`p.yaml:7:23: resource "chunks": rule "sneaky": function pg_read_file is not allowed in a policy condition; ` + allowedFunctions},
-		codes: []string{policy.CodeForbidden},
+		codes: []policy.Code{policy.CodeForbidden},
 	},
 	{
 		name: "subqueries over undeclared tables",
@@ -310,7 +310,7 @@ resources:
 			`p.yaml:9:37: resource "chunks": rule "shared": "document_grant" is not a declared relation of resource chunks (did you mean "document_grants"?); declare it under relations`,
 			`p.yaml:11:26: resource "chunks": rule "secret": only EXISTS subqueries are allowed in a policy condition`,
 		},
-		codes: []string{policy.CodeUnknownName, policy.CodeForbidden},
+		codes: []policy.Code{policy.CodeUnknownName, policy.CodeForbidden},
 	},
 	{
 		name: "resource without tenant column",
@@ -322,7 +322,7 @@ resources:
       - {name: all, when: "true"}
 `),
 		want:  []string{`p.yaml:3:3: resource "chunks": resource chunks needs "tenant"`},
-		codes: []string{policy.CodeMissing},
+		codes: []policy.Code{policy.CodeMissing},
 	},
 	{
 		name: "unknown field",
@@ -334,7 +334,7 @@ resources:
       - {name: all, when: "true"}
 `),
 		want:  []string{`p.yaml:5:5: resource "chunks": unknown field "alow" in resource chunks (did you mean "allow"?); allowed: table, tenant, id, content, embedding, metadata, columns, filterable, relations, allow, deny, mask, agents`},
-		codes: []string{policy.CodeUnknownField},
+		codes: []policy.Code{policy.CodeUnknownField},
 	},
 	{
 		name: "unknown top-level field",
@@ -346,7 +346,7 @@ resource:
 			`p.yaml:1:1: the policy file needs "resources"`,
 			`p.yaml:2:1: unknown field "resource" in the policy file (did you mean "resources"?); allowed: version, subject, context, resources, unfiltered`,
 		},
-		codes: []string{policy.CodeMissing, policy.CodeUnknownField},
+		codes: []policy.Code{policy.CodeMissing, policy.CodeUnknownField},
 	},
 	{
 		name: "bad attribute type",
@@ -367,7 +367,7 @@ resources:
 			// An attribute whose declaration failed is not declared.
 			`p.yaml:11:40: resource "chunks": rule "dept": unknown subject attribute "clearance"; declare it under subject.attributes`,
 		},
-		codes: []string{policy.CodeInvalid, policy.CodeUnknownName},
+		codes: []policy.Code{policy.CodeInvalid, policy.CodeUnknownName},
 	},
 	{
 		name: "unknown subject attribute",
@@ -383,7 +383,7 @@ resources:
         when: classification > subject.clearence
 `),
 		want:  []string{`p.yaml:10:32: resource "chunks": rule "above": unknown subject attribute "clearence" (did you mean "clearance"?); declare it under subject.attributes`},
-		codes: []string{policy.CodeUnknownName},
+		codes: []policy.Code{policy.CodeUnknownName},
 	},
 	{
 		name: "duplicate rule name",
@@ -401,7 +401,7 @@ resources:
         when: "false"
 `),
 		want:  []string{`p.yaml:8:15: resource "chunks": two allow rules are named "owner"`},
-		codes: []string{policy.CodeDuplicate},
+		codes: []policy.Code{policy.CodeDuplicate},
 	},
 	{
 		name: "folded block scalar, error on its second line",
@@ -419,7 +419,7 @@ resources:
                   WHERE g.document_id = chunks.document_id AND g.usr_id = subject.id)
 `),
 		want:  []string{`p.yaml:12:64: resource "chunks": rule "shared-with-me": relation document_grants has no column "usr_id" (did you mean "user_id"?)`},
-		codes: []string{policy.CodeUnknownName},
+		codes: []policy.Code{policy.CodeUnknownName},
 	},
 	{
 		name: "syntax error at the end of a folded block scalar",
@@ -434,7 +434,7 @@ resources:
           owner_id = subject.id
 `),
 		want:  []string{`p.yaml:9:32: resource "chunks": rule "open": SQL syntax: syntax error at end of input`},
-		codes: []string{policy.CodeSyntax},
+		codes: []policy.Code{policy.CodeSyntax},
 	},
 	{
 		name: "positions in every scalar style",
@@ -485,7 +485,7 @@ resources:
 			`p.yaml:32:50: resource "chunks": rule "unicode": chunks has no column "sorce10"`,
 			`p.yaml:33:57: resource "chunks": rule "unicode syntax": SQL syntax: syntax error at or near "OR"`,
 		},
-		codes: append(slices.Repeat([]string{policy.CodeUnknownName}, 10), policy.CodeSyntax),
+		codes: append(slices.Repeat([]policy.Code{policy.CodeUnknownName}, 10), policy.CodeSyntax),
 	},
 	{
 		name: "forbidden SQL",
@@ -517,7 +517,7 @@ resources:
 			`p.yaml:15:39: resource "chunks": rule "two statements": a condition is one boolean expression, not a statement or a list`,
 			`p.yaml:16:45: resource "chunks": rule "collate": COLLATE is not allowed in a policy condition`,
 		},
-		codes: []string{
+		codes: []policy.Code{
 			policy.CodeForbidden, policy.CodeForbidden, policy.CodeForbidden, policy.CodeForbidden, policy.CodeForbidden,
 			policy.CodeForbidden, policy.CodeSyntax, policy.CodeForbidden, policy.CodeForbidden,
 		},
@@ -549,7 +549,7 @@ resources:
 			`p.yaml:13:3: resource "docs": resource docs needs "tenant"`,
 			`p.yaml:15:9: resource "docs": mask needs "column"`,
 		},
-		codes: []string{policy.CodeInvalid, policy.CodeMissing, policy.CodeMissing, policy.CodeMissing, policy.CodeMissing},
+		codes: []policy.Code{policy.CodeInvalid, policy.CodeMissing, policy.CodeMissing, policy.CodeMissing, policy.CodeMissing},
 	},
 	{
 		name: "list entries that are not strings",
@@ -570,7 +570,7 @@ resources:
 			`p.yaml:7:23: resource "chunks": filterable "source.lang": only keys of the metadata column "metadata" may be dotted paths`,
 			`p.yaml:7:36: resource "chunks": filterable column "nope" is not in the resource's columns`,
 		},
-		codes: []string{policy.CodeInvalid, policy.CodeInvalid, policy.CodeInvalid, policy.CodeInvalid, policy.CodeUnknownName},
+		codes: []policy.Code{policy.CodeInvalid, policy.CodeInvalid, policy.CodeInvalid, policy.CodeInvalid, policy.CodeUnknownName},
 	},
 	{
 		name: "file-level problems",
@@ -584,7 +584,7 @@ resources:
 			`tabs.yaml:3:1: invalid YAML: found character that cannot start any token`,
 			`version.yaml:1:10: unsupported version "2": this ragfence reads version 1`,
 		},
-		codes: []string{policy.CodeMissing, policy.CodeYAML, policy.CodeInvalid},
+		codes: []policy.Code{policy.CodeMissing, policy.CodeYAML, policy.CodeInvalid},
 	},
 	{
 		name: "errors of two files at once, sorted by file then line",
@@ -593,7 +593,7 @@ resources:
 			{Name: "a.yaml", Data: []byte(twoFilesA)},
 		},
 		want: twoFilesWant("a.yaml", "b.yaml", false),
-		codes: []string{
+		codes: []policy.Code{
 			policy.CodeInvalid, policy.CodeUnknownName, policy.CodeUnknownName, policy.CodeDuplicate,
 			policy.CodeInvalid, policy.CodeForbidden, policy.CodeInvalid,
 		},
@@ -662,7 +662,7 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func checkErrors(t *testing.T, set *policy.Set, err error, want, codes []string) {
+func checkErrors(t *testing.T, set *policy.Set, err error, want []string, codes []policy.Code) {
 	t.Helper()
 	var list policy.ErrorList
 	if !errors.As(err, &list) {
@@ -674,7 +674,7 @@ func checkErrors(t *testing.T, set *policy.Set, err error, want, codes []string)
 	if got := err.Error(); got != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
-	var gotCodes []string
+	var gotCodes []policy.Code
 	for _, e := range list {
 		gotCodes = append(gotCodes, e.Code)
 	}
@@ -702,7 +702,7 @@ func TestLoadFolder(t *testing.T) {
 	write(filepath.Join(dir, "empty", "notes.txt"), "nothing to see here") // no policy files below
 
 	_, err := policy.Load(dir)
-	checkErrors(t, nil, err, twoFilesWant(filepath.Join(dir, "a.yaml"), filepath.Join(sub, "b.yml"), true), []string{
+	checkErrors(t, nil, err, twoFilesWant(filepath.Join(dir, "a.yaml"), filepath.Join(sub, "b.yml"), true), []policy.Code{
 		policy.CodeInvalid, policy.CodeUnknownName, policy.CodeUnknownName, policy.CodeInvalid, policy.CodeDuplicate, policy.CodeInvalid,
 	})
 

@@ -22,11 +22,11 @@ type reader struct {
 
 func (r *reader) pos(n *yaml.Node) Pos { return Pos{File: r.file, Line: n.Line, Col: n.Column} }
 
-func (r *reader) errorf(n *yaml.Node, code, format string, args ...any) {
+func (r *reader) errorf(n *yaml.Node, code Code, format string, args ...any) {
 	r.errorAt(r.pos(n), code, format, args...)
 }
 
-func (r *reader) errorAt(p Pos, code, format string, args ...any) {
+func (r *reader) errorAt(p Pos, code Code, format string, args ...any) {
 	*r.errs = append(*r.errs, &Error{File: p.File, Line: p.Line, Col: p.Col, Resource: r.res, Rule: r.rule, Code: code, Msg: fmt.Sprintf(format, args...)})
 }
 

@@ -294,12 +294,8 @@ func (s *Server) classify(ctx context.Context, err error) error {
 	switch {
 	case errors.As(err, &re):
 		return re
-	case errors.As(err, &fe) && fe.Code == filter.CodeAgentNotGranted:
-		return &RequestError{Code: CodeAgentNotGranted, Msg: fmt.Sprintf("agent %q has no grant on collection %q", fe.Agent, fe.Resource), Err: err}
-	case errors.As(err, &fe) && fe.Code == filter.CodeInvalidSubject:
-		return &RequestError{Code: CodeInvalidSubject, Msg: fe.Msg, Err: err}
 	case errors.As(err, &fe):
-		return &RequestError{Code: CodeUnknownCollection, Msg: fe.Msg, Err: err}
+		return filterError(fe, err)
 	case errors.As(err, &pgErr) && pgErr.Code == "57014" && ctx.Err() == nil:
 		return &RequestError{Code: CodeTimeout, Msg: "the search took longer than the statement timeout", Err: err}
 	case ctx.Err() != nil:
@@ -311,6 +307,23 @@ func (s *Server) classify(ctx context.Context, err error) error {
 	}
 	// Anything else is the connection: the database is down or unreachable.
 	return &RequestError{Code: CodeUnavailable, Msg: "the database is unavailable; retry later", Err: err}
+}
+
+// filterError maps the filter's refusal to the client's code: each code
+// its own, and a refusal the client cannot have caused (an alias the server
+// chose) internal.
+func filterError(fe *filter.Error, err error) *RequestError {
+	switch fe.Code {
+	case filter.CodeAgentNotGranted:
+		return &RequestError{Code: CodeAgentNotGranted, Msg: fmt.Sprintf("agent %q has no grant on collection %q", fe.Agent, fe.Resource), Err: err}
+	case filter.CodeInvalidSubject:
+		return &RequestError{Code: CodeInvalidSubject, Msg: fe.Msg, Err: err}
+	case filter.CodeUnknownResource:
+		return &RequestError{Code: CodeUnknownCollection, Msg: fe.Msg, Err: err}
+	case filter.CodeNoSubject:
+		return &RequestError{Code: CodeUnauthenticated, Msg: "the token names no subject or no tenant", Err: err}
+	}
+	return &RequestError{Code: CodeInternal, Msg: "the search failed; the server log has the details", Err: err}
 }
 
 // connectionLost reports whether a SQLSTATE means the connection or the

@@ -65,9 +65,9 @@ func newVerifier(t *testing.T, cfg auth.Config) *auth.Verifier {
 }
 
 // wantCode checks err's code; "" means no error.
-func wantCode(t *testing.T, err error, code string) {
+func wantCode(t *testing.T, err error, code auth.Code) {
 	t.Helper()
-	if got := auth.ErrorCode(err); got != code {
+	if got := auth.CodeOf(err); got != code {
 		t.Fatalf("code = %q, want %q (err: %v)", got, code, err)
 	}
 	if code != "" {
@@ -88,7 +88,7 @@ func TestVerifyHS256(t *testing.T) {
 		name   string
 		cfg    auth.Config // HMACSecret and Now are filled in
 		header func(t *testing.T) string
-		code   string
+		code   auth.Code
 		want   *auth.Identity // checked when code is ""
 	}{
 		{

@@ -48,7 +48,7 @@ func Example() {
 
 	clock = issued.Add(10 * time.Minute)
 	_, err = v.Verify(ctx, "Bearer "+tok)
-	fmt.Println(auth.ErrorCode(err)+":", err)
+	fmt.Println(auth.CodeOf(err)+":", err)
 	// Output:
 	// alice acme [analyst] via support-bot
 	// clearance 3 (json.Number), expires 9:05AM

@@ -136,7 +136,7 @@ func TestJWKS(t *testing.T) {
 				tests := []struct {
 					name  string
 					token string
-					code  string
+					code  auth.Code
 				}{
 					{"good", key.sign(t, claims()), ""},
 					{"no kid tries every key", noKid.sign(t, claims()), ""},

@@ -36,7 +36,8 @@ func TestVerifyRefusesParserDifferentials(t *testing.T) {
 	const hdr = `{"alg":"HS256","typ":"JWT"}`
 	times := fmt.Sprintf(`"iat":%d,"exp":%d`, now.Add(-time.Minute).Unix(), now.Add(5*time.Minute).Unix())
 	cases := []struct {
-		name, header, payload, code string
+		name, header, payload string
+		code                  auth.Code
 	}{
 		{"valid", hdr, `{"sub":"alice","tenant":"acme",` + times + `}`, ""},
 		{"unread names may differ in case", hdr, `{"sub":"alice","tenant":"acme","note":1,"Note":2,` + times + `}`, ""},

@@ -37,7 +37,7 @@ func newClient(t *testing.T, fake *embedtest.Fake, cfg embed.Config) *embed.Clie
 
 // wantError checks err is an *Error with code, and that nothing it says
 // quotes secret.
-func wantError(t *testing.T, err error, code string, secret string) *embed.Error {
+func wantError(t *testing.T, err error, code embed.Code, secret string) *embed.Error {
 	t.Helper()
 	var e *embed.Error
 	if !errors.As(err, &e) {
@@ -608,13 +608,13 @@ func TestErrorHelpers(t *testing.T) {
 	cause := errors.New("cause")
 	e := &embed.Error{Code: embed.CodeEmptyInput, Msg: "query text is empty", Err: cause}
 	wrapped := fmt.Errorf("retrieve: %w", e)
-	if !embed.IsClientError(wrapped) || embed.ErrorCode(wrapped) != embed.CodeEmptyInput || !errors.Is(wrapped, cause) {
+	if !embed.IsClientError(wrapped) || embed.CodeOf(wrapped) != embed.CodeEmptyInput || !errors.Is(wrapped, cause) {
 		t.Fatal("helpers do not see through wrapping")
 	}
-	if embed.IsClientError(nil) || embed.ErrorCode(nil) != "" || embed.IsClientError(cause) {
+	if embed.IsClientError(nil) || embed.CodeOf(nil) != "" || embed.IsClientError(cause) {
 		t.Fatal("helpers misreport a nil or foreign error")
 	}
-	for _, code := range []string{embed.CodeUpstream, embed.CodeBadResponse, embed.CodeUnavailable} {
+	for _, code := range []embed.Code{embed.CodeUpstream, embed.CodeBadResponse, embed.CodeUnavailable} {
 		if embed.IsClientError(&embed.Error{Code: code}) {
 			t.Errorf("%s is not a client error", code)
 		}

@@ -28,11 +28,11 @@ func Example() {
 	fmt.Println(len(vec), slices.Equal(vec, fake.Vector("refund policy for enterprise customers")))
 
 	_, err = c.Embed(ctx, "   ")
-	fmt.Println(embed.ErrorCode(err), embed.IsClientError(err), err)
+	fmt.Println(embed.CodeOf(err), embed.IsClientError(err), err)
 
 	fake.Fail(500, 1)
 	_, err = c.Embed(ctx, "refund policy")
-	fmt.Println(embed.ErrorCode(err), embed.IsClientError(err), err)
+	fmt.Println(embed.CodeOf(err), embed.IsClientError(err), err)
 	// Output:
 	// 4 true
 	// empty_input true query text is empty
