@@ -185,6 +185,7 @@ type shape struct {
 	tmpl      template
 	rules     []RuleState
 	masks     map[string]template // masked column -> CASE WHEN ... THEN col END
+	granted   template            // text[]: the allow rules that hold for a row (Fragment.Granted)
 	rendered  sync.Map            // alias -> *rendered
 	maskCache sync.Map            // alias + "\x00" + column -> *rendered
 }
@@ -198,6 +199,7 @@ type rendered struct {
 func (r *resource) build(agent string, missing map[string]bool) *shape {
 	sh := &shape{masks: map[string]template{}}
 	allow, states := activeRules(r.allow, "", missing)
+	named := namedRules(r.allow, "", missing)
 	deny, denyStates, denyAll := denyRules(r.deny, "", missing)
 	sh.rules = append(states, denyStates...)
 	parts := []template{r.tenant, or(allow)}
@@ -207,6 +209,7 @@ func (r *resource) build(agent string, missing map[string]bool) *shape {
 	if agent != "" {
 		g := r.agents[agent]
 		gAllow, gStates := activeRules(g.allow, agent, missing)
+		named = append(named, namedRules(g.allow, agent, missing)...)
 		gDeny, gDenyStates, gDenyAll := denyRules(g.deny, agent, missing)
 		sh.rules = append(append(sh.rules, gStates...), gDenyStates...)
 		parts = append(parts, or(gAllow))
@@ -231,6 +234,7 @@ func (r *resource) build(agent string, missing map[string]bool) *shape {
 	} else {
 		sh.tmpl = and(parts)
 	}
+	sh.granted = grantedBy(named, sh.outcome == AlwaysDenied)
 	for col, m := range r.masks {
 		cond := m.tmpl
 		if lacks(m.needs, missing) {
@@ -255,6 +259,50 @@ func activeRules(rs []rule, agent string, missing map[string]bool) ([]template, 
 	}
 	return out, states
 }
+
+// namedRule is an active allow rule under the name Granted reports it by:
+// its own, or agent:name for an agent grant's.
+type namedRule struct {
+	name string
+	tmpl template
+}
+
+func namedRules(rs []rule, agent string, missing map[string]bool) []namedRule {
+	var out []namedRule
+	for _, r := range rs {
+		if lacks(r.needs, missing) {
+			continue
+		}
+		name := r.name
+		if agent != "" {
+			name = agent + ":" + r.name
+		}
+		out = append(out, namedRule{name, r.tmpl})
+	}
+	return out
+}
+
+// grantedBy is a text[] of the names of the rules that hold for the row:
+// array_remove(ARRAY[CASE WHEN (rule) THEN 'name' END, ...], NULL). A row
+// the fragment lets through passed its tenant, deny and grant conditions
+// already; these are the rules that let it in.
+func grantedBy(rs []namedRule, denied bool) template {
+	if len(rs) == 0 || denied {
+		return template{}.text("'{}'::pg_catalog.text[]")
+	}
+	out := template{}.text("pg_catalog.array_remove(ARRAY[")
+	for i, r := range rs {
+		if i > 0 {
+			out = out.text(", ")
+		}
+		out = out.text("CASE WHEN (").join(r.tmpl).text(") THEN " + quoteLiteral(r.name) + " END")
+	}
+	return out.text("]::pg_catalog.text[], NULL)")
+}
+
+// quoteLiteral writes s as a SQL string literal (standard_conforming_strings,
+// PostgreSQL's default since 9.1: only quotes are doubled).
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func denyRules(rs []rule, agent string, missing map[string]bool) ([]template, []RuleState, bool) {
 	var out []template

@@ -72,6 +72,27 @@ func (f *Fragment) Args() []any { return slices.Clone(f.args) }
 // it takes part in this request.
 func (f *Fragment) Rules() []RuleState { return slices.Clone(f.shape.rules) }
 
+// Granted is a text[] expression over the table's alias: the names of the
+// allow rules that hold for the row (an agent grant's as agent:rule), for
+// a row the fragment lets through, "why is this row visible". It binds the
+// same values as the fragment, in GrantedArgs.
+func (f *Fragment) Granted() squirrel.Sqlizer {
+	r := f.grantedRendered()
+	return squirrel.Expr(r.sql, bind(r, f.vals)...)
+}
+
+// GrantedArgs returns the arguments of Granted, without rendering it.
+func (f *Fragment) GrantedArgs() []any { return bind(f.grantedRendered(), f.vals) }
+
+func (f *Fragment) grantedRendered() *rendered {
+	key := f.alias + "\x01granted" // not a column name: masks use \x00
+	if r, ok := f.shape.maskCache.Load(key); ok {
+		return r.(*rendered)
+	}
+	r, _ := f.shape.maskCache.LoadOrStore(key, renderTemplate(f.shape.granted, f.alias, f.res.attrIndex))
+	return r.(*rendered)
+}
+
 // Masked returns the resource's masked columns, sorted.
 func (f *Fragment) Masked() []string {
 	out := make([]string, 0, len(f.shape.masks))

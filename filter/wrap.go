@@ -31,6 +31,7 @@ type DB struct {
 	searchPath []string
 	mode       rewrite.Mode
 	timeout    time.Duration
+	explain    bool
 
 	mu sync.Mutex
 	rw *rewrite.Rewriter // made on the first statement, with the catalog's columns
@@ -50,6 +51,14 @@ func WithSearchPath(schemas ...string) Option {
 // statements are the application's own and run in trusted mode.
 func Untrusted() Option {
 	return func(db *DB) { db.mode = rewrite.Strict }
+}
+
+// ExplainRows adds to each statement's rows a column ragfence_rules (text[])
+// naming the allow rules that let the row in: why the subject sees it. Only
+// statements that read one protected table without joins, grouping or
+// aggregates can be explained; others are refused (explain_unsupported).
+func ExplainRows() Option {
+	return func(db *DB) { db.explain = true }
 }
 
 // Wrap returns q filtered by p. Each statement runs with JIT off, a
@@ -128,7 +137,7 @@ func (db *DB) Rewrite(ctx context.Context, sql string, args ...any) (string, []a
 	if err != nil {
 		return "", nil, err
 	}
-	res, err := rw.Rewrite(sql, rewrite.Request{Fragments: db.p.Fragments(req), Mode: db.mode, NArgs: len(args)})
+	res, err := rw.Rewrite(sql, rewrite.Request{Fragments: db.p.Fragments(req), Mode: db.mode, NArgs: len(args), Explain: db.explain})
 	if err != nil {
 		return "", nil, err
 	}

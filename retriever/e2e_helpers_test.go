@@ -430,6 +430,7 @@ type retrieveBody struct {
 	K          int            `json:"k,omitempty"`
 	Filter     map[string]any `json:"filter,omitempty"`
 	MinScore   *float64       `json:"min_score,omitempty"`
+	Explain    bool           `json:"explain,omitempty"`
 }
 
 // wantError checks an error answer's status and error.code.

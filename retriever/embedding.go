@@ -18,6 +18,7 @@ type wireQuery struct {
 	K         int             `json:"k"`
 	Filter    Filter          `json:"filter,omitempty"`
 	MinScore  *float64        `json:"min_score,omitempty"`
+	Explain   bool            `json:"explain,omitempty"`
 }
 
 var errNotNumbers = errors.New("not a list of numbers")

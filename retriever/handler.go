@@ -207,7 +207,7 @@ func (s *Server) decode(c echo.Context) (Query, error) {
 	if err := strictjson.Check(body, wireSchema); err != nil {
 		return q, &RequestError{Code: CodeInvalidJSON, Msg: "invalid JSON body: " + err.Error(), Err: err}
 	}
-	q = Query{Resource: w.Resource, Text: w.Text, K: w.K, Filter: w.Filter, MinScore: w.MinScore}
+	q = Query{Resource: w.Resource, Text: w.Text, K: w.K, Filter: w.Filter, MinScore: w.MinScore, Explain: w.Explain}
 	if q.Embedding, err = parseEmbedding(w.Embedding); err != nil {
 		return q, &RequestError{Code: CodeInvalidEmbedding, Msg: "embedding must be a list of finite numbers within float32 range", Err: err}
 	}

@@ -30,6 +30,9 @@ type Query struct {
 	Filter Filter `json:"filter,omitempty"`
 	// MinScore drops results less similar than this (optional).
 	MinScore *float64 `json:"min_score,omitempty"`
+	// Explain asks, for each result, which allow rules let it in
+	// (Result.Rules), computed in the search's own statement.
+	Explain bool `json:"explain,omitempty"`
 }
 
 // Options tune how a search runs; the zero value is the default strategy.
@@ -80,6 +83,9 @@ type Result struct {
 	Score    float64         `json:"score"` // cosine similarity: 1 - cosine distance
 	Content  *string         `json:"content"`
 	Metadata json.RawMessage `json:"metadata"`
+	// Rules are the allow rules that let the chunk in (an agent grant's as
+	// agent:rule), when the query asked to Explain.
+	Rules []string `json:"rules,omitempty"`
 }
 
 // alias is how searches name the resource's table; fixed, so the statement
@@ -219,7 +225,7 @@ func scanResult(row pgx.CollectableRow) (Result, error) {
 	var r Result
 	var distance float64
 	var meta []byte
-	err := row.Scan(&r.ID, &distance, &r.Content, &meta)
+	err := row.Scan(&r.ID, &distance, &r.Content, &meta, &r.Rules)
 	if err == nil && math.IsNaN(distance) {
 		// definedOnly keeps such rows out; a NaN here is a bug, and
 		// would fail the response's encoding after the decision was

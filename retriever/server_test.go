@@ -824,3 +824,64 @@ func linesWithPrefix(text, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// With "explain": true each result names the allow rules that let it in,
+// and each named rule holds for the row as the database has it.
+func TestExplainNamesTheRulesBehindEachRow(t *testing.T) {
+	f := sharedEnv(t)
+	ts := newServer(t, serverOptions{})
+	alice := f.user(t, "alice")
+	q := f.topic(5)
+	plain := ts.retrieve(t, f.token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 20}).response(t)
+	for _, r := range plain.Results {
+		if r.Rules != nil {
+			t.Fatalf("result %s has rules %v without explain", r.ID, r.Rules)
+		}
+	}
+	for _, agent := range []string{"", "summarizer"} {
+		resp := ts.retrieve(t, f.token(t, "alice", agent), retrieveBody{Collection: "chunks", Embedding: q, K: 20, Explain: true}).response(t)
+		if len(resp.Results) == 0 {
+			t.Fatal("no results")
+		}
+		rows := f.chunks(t, resultIDs(resp), q)
+		seen := map[string]bool{}
+		for _, r := range resp.Results {
+			c := rows[r.ID]
+			if len(r.Rules) == 0 {
+				t.Errorf("agent %q: result %s names no rule", agent, r.ID)
+			}
+			agentRule := false
+			for _, rule := range r.Rules {
+				seen[rule] = true
+				holds := map[string]bool{
+					"tenant-wide":          c.visibility == "tenant",
+					"owner":                c.owner == alice.ID,
+					"group-member":         c.visibility == "group" && overlaps(c.acl, alice.Groups),
+					"shared-with-me":       true, // a grants row; the SQL is the policy's own
+					"tenant-admin":         slices.Contains(alice.Roles, "admin"),
+					"summarizer:docs-only": c.source == "wiki" || c.source == "drive",
+				}
+				h, known := holds[rule]
+				if !known || !h {
+					t.Errorf("agent %q: result %s names rule %q, which does not hold for it (%+v)", agent, r.ID, rule, c)
+				}
+				agentRule = agentRule || strings.HasPrefix(rule, "summarizer:")
+			}
+			if agent != "" && !agentRule {
+				t.Errorf("result %s for the agent names none of its grant's rules: %v", r.ID, r.Rules)
+			}
+		}
+		if agent == "" && len(seen) < 2 {
+			t.Errorf("every result was let in by the same rules %v: the fixture shows no difference", seen)
+		}
+	}
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}

@@ -66,7 +66,7 @@ func templateKey(res *policy.Resource, frag *filter.Fragment, filterSQL string, 
 		return "", err
 	}
 	return strings.Join([]string{res.QuotedTable(), res.ID, res.Embedding, content, metadata, where, filterSQL,
-		strconv.Itoa(q.K), strconv.Itoa(overfetch), strconv.FormatBool(q.MinScore != nil)}, "\x00"), nil
+		strconv.Itoa(q.K), strconv.Itoa(overfetch), strconv.FormatBool(q.MinScore != nil), strconv.FormatBool(q.Explain)}, "\x00"), nil
 }
 
 // bind collects a request's values for the template's text, in the order
@@ -77,6 +77,9 @@ func (t statements) bind(frag *filter.Fragment, content, metadata string, q Quer
 	vec := pgvector.NewVector(q.Embedding)
 	k := uint64(q.K)
 	cols := append(append([]any{vec}, frag.ColumnArgs(content)...), frag.ColumnArgs(metadata)...)
+	if q.Explain {
+		cols = append(cols, frag.GrantedArgs()...)
+	}
 	t.permittedArgs = append(frag.Args(), filterArgs...)
 	where := append(append([]any{}, t.permittedArgs...), minScoreArgs(vec, q)...)
 	ann := append(append([]any{}, cols...), where...)
@@ -117,7 +120,17 @@ func minScoreArgs(vec pgvector.Vector, q Query) []any {
 // planned (a condition on the distance inside it moves the planner off the
 // HNSW index).
 func definedOnly(sql string) string {
-	return "SELECT id, distance, content, metadata FROM (" + sql + ") AS arm WHERE distance <> 'NaN'::float8"
+	return "SELECT id, distance, content, metadata, rules FROM (" + sql + ") AS arm WHERE distance <> 'NaN'::float8"
+}
+
+// rulesColumn is the allow rules that let the row in, when the query asks
+// to explain (computed on the rows the search returns), else a NULL of the
+// same type.
+func rulesColumn(frag *filter.Fragment, explain bool) sq.Sqlizer {
+	if !explain {
+		return sq.Expr("NULL::pg_catalog.text[] AS rules")
+	}
+	return sq.Alias(frag.Granted(), "rules")
 }
 
 // statements are a search's SQL, values bound.
@@ -161,6 +174,7 @@ func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch
 		Column(sq.Expr(col(res.Embedding)+" <=> ? AS distance", pgvector.NewVector(q.Embedding))).
 		Column(sq.Alias(frag.Column(res.Content), "content")).
 		Column(sq.Alias(frag.Column(res.Metadata), "metadata")).
+		Column(rulesColumn(frag, q.Explain)).
 		From(from).
 		Where(frag).
 		Where(hasEmbedding)
@@ -194,7 +208,7 @@ func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch
 		return st, err
 	}
 	sql := "WITH ann AS MATERIALIZED (" + definedOnly(ann) + ")\n" +
-		"SELECT id, distance, content, metadata FROM ann WHERE (SELECT count(*) FROM ann) >= ?\n" +
+		"SELECT id, distance, content, metadata, rules FROM ann WHERE (SELECT count(*) FROM ann) >= ?\n" +
 		"UNION ALL\n(" + definedOnly(fallback) + ")\nORDER BY distance LIMIT ?"
 	st.indexArgs = append(append(append(annArgs, k), fallbackArgs...), k)
 	st.index, err = sq.Dollar.ReplacePlaceholders(sql)

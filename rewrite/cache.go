@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/ragfence/ragfence/policy"
 )
 
 // DefaultCacheSize is how many statements a Rewriter remembers.
@@ -38,7 +36,7 @@ func newCache(size int) *cache {
 }
 
 func cacheKey(sql string, req Request) string {
-	return strconv.Itoa(int(req.Mode)) + ":" + strconv.Itoa(req.NArgs) + ":" + sql
+	return strconv.Itoa(int(req.Mode)) + ":" + strconv.Itoa(req.NArgs) + ":" + strconv.FormatBool(req.Explain) + ":" + sql
 }
 
 func (c *cache) get(key string) (*entry, bool) {
@@ -104,7 +102,7 @@ func (rw *Rewriter) bind(placed []placement, src Fragments) ([]Fragment, []any, 
 			return nil, nil, "", &Error{Code: CodePolicy, Msg: err.Error(), Position: -1, Err: err}
 		}
 		frags[i] = f
-		args = append(args, rw.placementArgs(p.res, f)...)
+		args = append(args, rw.placementArgs(p, f)...)
 		shapes.WriteString(f.Shape())
 		shapes.WriteByte(0)
 	}
@@ -113,12 +111,15 @@ func (rw *Rewriter) bind(placed []placement, src Fragments) ([]Fragment, []any, 
 
 // placementArgs are the arguments of subquery(res, f, ...) in placeholder
 // order: the masked columns' (in the select list) then the fragment's.
-func (rw *Rewriter) placementArgs(res *policy.Resource, f Fragment) []any {
+func (rw *Rewriter) placementArgs(p placement, f Fragment) []any {
 	var args []any
 	if len(f.Masked()) > 0 {
-		for _, col := range rw.columnNames(res) {
+		for _, col := range rw.columnNames(p.res) {
 			args = append(args, f.ColumnArgs(col)...)
 		}
+	}
+	if p.explain {
+		args = append(args, f.GrantedArgs()...)
 	}
 	return append(args, f.Args()...)
 }

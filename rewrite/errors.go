@@ -19,10 +19,11 @@ const (
 	CodeFunction       Code = "function_not_allowed"
 	CodeOperator       Code = "operator_not_allowed" // strict mode: an operator that can fail on data
 	CodeExpression     Code = "expression_not_allowed"
-	CodeParam          Code = "param_out_of_range" // $n beyond the arguments supplied
-	CodeMaskedColumn   Code = "masked_column_use"  // a masked column used to filter, join, group or order
-	CodeMissingColumns Code = "missing_columns"    // a masked resource without a columns list
-	CodePolicy         Code = "policy_refused"     // the policy refused the request (Err is the filter.Error)
+	CodeParam          Code = "param_out_of_range"  // $n beyond the arguments supplied
+	CodeMaskedColumn   Code = "masked_column_use"   // a masked column used to filter, join, group or order
+	CodeMissingColumns Code = "missing_columns"     // a masked resource without a columns list
+	CodePolicy         Code = "policy_refused"      // the policy refused the request (Err is the filter.Error)
+	CodeExplain        Code = "explain_unsupported" // Request.Explain on a statement whose rows are not one table's
 )
 
 // Error is a statement the rewriter refuses. Position is the byte offset in

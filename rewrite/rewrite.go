@@ -39,6 +39,10 @@ type Fragment interface {
 	Masked() []string
 	Column(col string) sq.Sqlizer
 	ColumnArgs(col string) []any
+	// Granted is a text[] of the allow rules that let a row in, and
+	// GrantedArgs its arguments (Request.Explain).
+	Granted() sq.Sqlizer
+	GrantedArgs() []any
 	Shape() string
 }
 
@@ -53,6 +57,12 @@ type Request struct {
 	Mode      Mode
 	// NArgs is how many arguments the caller binds ($1..$NArgs).
 	NArgs int
+	// Explain adds a last output column, ragfence_rules (text[]): the
+	// allow rules that let each row in. Only for a statement that reads
+	// one protected table with no join, grouping, aggregate, DISTINCT or
+	// set operation (each output row is one of its rows); others are
+	// refused with explain_unsupported.
+	Explain bool
 }
 
 // Result is a rewritten statement: SQL whose parameters are the caller's
@@ -181,9 +191,19 @@ func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, erro
 	if err := w.checkParams(tree, req.NArgs); err != nil {
 		return nil, nil, err
 	}
+	if req.Explain {
+		if w.explainFrom = explainTable(sel); w.explainFrom == nil {
+			return nil, nil, refuse(CodeExplain, -1, "explaining rows needs a statement that reads one protected table, with no join, grouping, aggregate, DISTINCT or set operation")
+		}
+	}
 	w.selectStmt(sel, nil, true)
 	if w.err != nil {
 		return nil, nil, w.err
+	}
+	if req.Explain {
+		if err := w.explainColumn(sel); err != nil {
+			return nil, nil, err
+		}
 	}
 	w.buildFences()
 	// pg_query's deparser drops parentheses that matter; deparse writes
@@ -193,6 +213,35 @@ func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, erro
 		return nil, nil, &Error{Code: CodeExpression, Msg: "the statement cannot be rewritten faithfully: " + err.Error(), Position: -1, Err: err}
 	}
 	return &Result{SQL: out, Args: w.args, Fragments: w.frags}, w.placed, nil
+}
+
+// explainColumn is the output column Request.Explain adds.
+const explainColumn = "ragfence_rules"
+
+// explainTable is the table whose rows s returns one for one, or nil.
+func explainTable(s *pg.SelectStmt) *pg.RangeVar {
+	if s.Op != pg.SetOperation_SETOP_NONE || len(s.FromClause) != 1 || s.GroupClause != nil || s.HavingClause != nil ||
+		s.DistinctClause != nil || s.WindowClause != nil || aggregates(s.TargetList) {
+		return nil
+	}
+	return s.FromClause[0].GetRangeVar()
+}
+
+// explainColumn selects the rules column of the explained table's fence,
+// unless a * of the statement's already does.
+func (w *walker) explainColumn(s *pg.SelectStmt) error {
+	rs := s.FromClause[0].GetRangeSubselect()
+	if rs == nil || w.fences[rs] == nil {
+		return refuse(CodeExplain, -1, "explaining rows needs a statement that reads one protected table; this one reads none")
+	}
+	for _, t := range s.TargetList {
+		if ref := t.GetResTarget().GetVal().GetColumnRef(); ref != nil && ref.Fields[len(ref.Fields)-1].GetAStar() != nil {
+			return nil
+		}
+	}
+	ref := pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode(rs.Alias.Aliasname), pg.MakeStrNode(explainColumn)}, -1)
+	s.TargetList = append(s.TargetList, pg.MakeResTargetNodeWithNameAndVal(explainColumn, ref, -1))
+	return nil
 }
 
 // singleSelect returns the one SELECT of tree, refusing anything else.

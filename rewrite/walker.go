@@ -31,20 +31,21 @@ func (s *scope) has(name string) bool {
 
 // walker rewrites one statement in place.
 type walker struct {
-	rw        *Rewriter
-	req       Request
-	nextParam int
-	args      []any
-	frags     []Fragment
-	masked    map[string]bool // names of masked columns of referenced resources
-	placed    []placement
-	fences    map[*pg.RangeSubselect]*fence  // the filtered subqueries put in
-	orders    []func()                       // top-k orderings to move into fences
-	ctes      map[string]*pg.CommonTableExpr // non-recursive CTEs by name (nil: the name is used twice)
-	refs      map[string]int                 // how often each unqualified table name is read
-	vetted    map[*pg.Node]bool              // rows and * that the parser checks (vetRows)
-	relNames  map[string]bool                // tables, aliases and CTEs named anywhere (wholeRow)
-	err       error
+	rw          *Rewriter
+	req         Request
+	nextParam   int
+	args        []any
+	frags       []Fragment
+	masked      map[string]bool // names of masked columns of referenced resources
+	placed      []placement
+	fences      map[*pg.RangeSubselect]*fence  // the filtered subqueries put in
+	orders      []func()                       // top-k orderings to move into fences
+	explainFrom *pg.RangeVar                   // Request.Explain: the one table whose rows the statement returns
+	ctes        map[string]*pg.CommonTableExpr // non-recursive CTEs by name (nil: the name is used twice)
+	refs        map[string]int                 // how often each unqualified table name is read
+	vetted      map[*pg.Node]bool              // rows and * that the parser checks (vetRows)
+	relNames    map[string]bool                // tables, aliases and CTEs named anywhere (wholeRow)
+	err         error
 }
 
 func (w *walker) fail(e *Error) {
@@ -241,7 +242,8 @@ func (w *walker) filtered(res *policy.Resource, rv *pg.RangeVar) (*pg.Node, *Err
 	if err != nil {
 		return nil, &Error{Code: CodePolicy, Msg: err.Error(), Position: int(rv.Location), Err: err}
 	}
-	sql, args, rerr := subquery(res, w.rw.columnNames(res), frag, rv.Inh)
+	explain := w.req.Explain && w.explainFrom != nil && w.explainFrom == rv
+	sql, args, rerr := subquery(res, w.rw.columnNames(res), frag, rv.Inh, explain)
 	if rerr != nil {
 		rerr.Position = int(rv.Location)
 		return nil, rerr
@@ -250,7 +252,7 @@ func (w *walker) filtered(res *policy.Resource, rv *pg.RangeVar) (*pg.Node, *Err
 	w.nextParam += len(args)
 	w.args = append(w.args, args...)
 	w.frags = append(w.frags, frag)
-	w.placed = append(w.placed, placement{res: res, inh: rv.Inh})
+	w.placed = append(w.placed, placement{res: res, inh: rv.Inh, explain: explain})
 	tree, perr := pg.Parse(sql)
 	if perr != nil {
 		return nil, &Error{Code: CodePolicy, Msg: fmt.Sprintf("internal: the filtered subquery does not parse: %v", perr), Position: -1, Err: perr}
@@ -260,8 +262,9 @@ func (w *walker) filtered(res *policy.Resource, rv *pg.RangeVar) (*pg.Node, *Err
 
 // placement is one protected reference the rewrite filtered, in order.
 type placement struct {
-	res *policy.Resource
-	inh bool
+	res     *policy.Resource
+	inh     bool
+	explain bool // the subquery selects the rules that let each row in
 }
 
 // innerAlias is how the filtered subquery names its table.
@@ -280,7 +283,7 @@ func fragment(res *policy.Resource, frags Fragments) (Fragment, error) {
 
 // subquery renders the filtered subquery with ? placeholders, and its
 // arguments in placeholder order.
-func subquery(res *policy.Resource, columns []string, frag Fragment, inh bool) (string, []any, *Error) {
+func subquery(res *policy.Resource, columns []string, frag Fragment, inh, explain bool) (string, []any, *Error) {
 	from := res.QuotedTable()
 	if !inh {
 		from = "ONLY " + from
@@ -295,6 +298,9 @@ func subquery(res *policy.Resource, columns []string, frag Fragment, inh bool) (
 		for _, col := range columns {
 			b = b.Column(sq.Alias(frag.Column(col), pgx.Identifier{col}.Sanitize()))
 		}
+	}
+	if explain {
+		b = b.Column(sq.Alias(frag.Granted(), explainColumn))
 	}
 	sql, args, err := b.ToSql()
 	if err != nil {

@@ -20,13 +20,14 @@ func init() {
 
 func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := newFlags("query", "query --db URL --policy PATH --subject FILE [--agent ID] [--context FILE] [--untrusted]\n"+
-		"  [--statement-timeout DURATION] SQL [ARG...]\n\n"+
+		"  [--explain-rows] [--statement-timeout DURATION] SQL [ARG...]\n\n"+
 		"ARGs bind $1, $2, ... as text; PostgreSQL converts them to the parameter's type\n"+
 		"(e.g. '[0.1,0.2,...]' for a vector). A refused statement exits 2 with error: CODE: message.\n"+
 		"The statement runs in a read-only transaction with JIT off; one that runs longer than\n"+
 		"--statement-timeout is cancelled and exits 1.\n\n"+queryOutputRule, out)
 	as := asSubjectFlags(fs)
 	untrusted := fs.Bool("untrusted", false, "strict mode, for SQL an agent generated or a user typed")
+	explainRows := fs.Bool("explain-rows", false, "add to each row ragfence_rules: the allow rules that let it in (a statement over one table)")
 	timeout := fs.Duration("statement-timeout", filter.DefaultStatementTimeout,
 		"cancel the statement after this long; 0 keeps the server's statement_timeout")
 	if err := parseFlags(fs, args); err != nil {
@@ -50,6 +51,9 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 	opts := []filter.Option{filter.WithSearchPath(path...), filter.WithStatementTimeout(*timeout)}
 	if *untrusted {
 		opts = append(opts, filter.Untrusted())
+	}
+	if *explainRows {
+		opts = append(opts, filter.ExplainRows())
 	}
 	qctx := filter.WithRequestContext(filter.WithAgent(filter.WithSubject(ctx, req.Subject), req.Agent), req.Context)
 	sqlArgs := make([]any, fs.NArg()-1)

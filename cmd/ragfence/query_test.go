@@ -144,3 +144,37 @@ resources:
 		}
 	}
 }
+
+// --explain-rows names, for each row, the allow rules that let it in.
+func TestQueryExplainRows(t *testing.T) {
+	pool, schema := testdb.Schema(t)
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE notes (id int, tenant_id text, owner_id text, shared bool);
+		INSERT INTO notes VALUES (1, 'acme', 'ann', false), (2, 'acme', 'bob', true), (3, 'acme', 'ann', true), (4, 'acme', 'bob', false)`); err != nil {
+		t.Fatal(err)
+	}
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, policyFile, []byte(`version: 1
+resources:
+  notes:
+    tenant: tenant_id
+    allow:
+      - name: mine
+        when: owner_id = subject.id
+      - name: shared
+        when: shared
+`))
+	dsn := testdb.URL(t) + "&search_path=" + schema + ",public"
+	subject := writeJSONFile(t, map[string]any{"id": "ann", "tenant": "acme"})
+	out := mustRun(t, context.Background(), "query", "--db", dsn, "--policy", policyFile, "--subject", subject,
+		"--explain-rows", "SELECT id FROM notes ORDER BY id")
+	want := `{"id":1,"ragfence_rules":["mine"]}` + "\n" + `{"id":2,"ragfence_rules":["shared"]}` + "\n" + `{"id":3,"ragfence_rules":["mine","shared"]}` + "\n"
+	if out != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"query", "--db", dsn, "--policy", policyFile, "--subject", subject,
+		"--explain-rows", "SELECT count(*) FROM notes"}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "explain_unsupported") {
+		t.Errorf("an aggregate: exit %d, %s; want %d explain_unsupported", code, stderr.String(), exitUsage)
+	}
+}

@@ -57,7 +57,10 @@ type Result struct {
 	// not seen. Detail explains any other failure.
 	Unexpected []string
 	Missing    []string
-	Detail     string
+	// Granted names, for each unexpected id, the allow rules that let it
+	// in (an agent grant's as agent:rule): why the subject sees it.
+	Granted map[string][]string
+	Detail  string
 }
 
 func (r Result) String() string {
@@ -67,7 +70,14 @@ func (r Result) String() string {
 	}
 	var why []string
 	if len(r.Unexpected) > 0 {
-		why = append(why, "seen but not expected: "+strings.Join(r.Unexpected, ", "))
+		seen := make([]string, len(r.Unexpected))
+		for i, id := range r.Unexpected {
+			seen[i] = id
+			if rules := r.Granted[id]; len(rules) > 0 {
+				seen[i] += " (allowed by " + strings.Join(rules, ", ") + ")"
+			}
+		}
+		why = append(why, "seen but not expected: "+strings.Join(seen, ", "))
 	}
 	if len(r.Missing) > 0 {
 		why = append(why, "expected but not seen: "+strings.Join(r.Missing, ", "))
@@ -196,11 +206,17 @@ func (r *Runner) runCase(ctx context.Context, tx pgx.Tx, c *Case) (Result, error
 		return Result{Detail: err.Error()}, nil
 	}
 	res := r.set.Resources[frag.Resource]
-	seen, err := r.ids(ctx, tx, res, frag, nil)
+	seen, granted, err := r.visible(ctx, tx, res, frag)
 	if err != nil {
 		return Result{}, err
 	}
 	out := diff(seen, c.See)
+	for _, id := range out.Unexpected {
+		if out.Granted == nil {
+			out.Granted = map[string][]string{}
+		}
+		out.Granted[id] = granted[id]
+	}
 	for _, col := range sortedKeys(c.Masked) {
 		hidden, err := r.ids(ctx, tx, res, frag, maskedWhere(frag, res, col))
 		if err != nil {
@@ -267,6 +283,36 @@ func maskedWhere(f *filter.Fragment, res *policy.Resource, col string) sq.Sqlize
 }
 
 // ids returns the ids of res visible through f (and extra, if given).
+// visible returns the ids the fragment lets through and, in the same
+// statement, the allow rules that let each in.
+func (r *Runner) visible(ctx context.Context, tx pgx.Tx, res *policy.Resource, f *filter.Fragment) ([]string, map[string][]string, error) {
+	_, table := res.TableName()
+	sql, args, err := sq.Select(pgx.Identifier{table, res.ID}.Sanitize() + "::text").Column(f.Granted()).
+		From(pgx.Identifier{table}.Sanitize()).Where(f).PlaceholderFormat(sq.Dollar).ToSql()
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query %s: %w", res.Name, err)
+	}
+	var ids []string
+	granted := map[string][]string{}
+	var (
+		id    string
+		rules []string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &rules}, func() error {
+		ids = append(ids, id)
+		granted[id] = rules
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("query %s: %w", res.Name, err)
+	}
+	return ids, granted, nil
+}
+
 func (r *Runner) ids(ctx context.Context, tx pgx.Tx, res *policy.Resource, f *filter.Fragment, extra sq.Sqlizer) ([]string, error) {
 	_, table := res.TableName()
 	q := sq.Select(pgx.Identifier{table, res.ID}.Sanitize() + "::text").From(pgx.Identifier{table}.Sanitize()).
