@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/ragfence/ragfence/internal/dollar"
 )
 
 // Explanation is what a fragment does for a request, for people and tools.
@@ -38,7 +40,7 @@ func (p *Policy) Explain(f *Fragment) Explanation {
 	}
 	for _, col := range f.Masked() {
 		sql, args, _ := f.Column(col).ToSql()
-		e.Masks = append(e.Masks, MaskSQL{Column: col, SQL: dollar(sql, 1), Args: args})
+		e.Masks = append(e.Masks, MaskSQL{Column: col, SQL: dollar.Number(sql, 1), Args: args})
 	}
 	return e
 }

@@ -3,11 +3,11 @@ package filter
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/Masterminds/squirrel"
 
+	"github.com/ragfence/ragfence/internal/dollar"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/rewrite"
 )
@@ -63,7 +63,7 @@ func (f *Fragment) Shape() string { return f.Resource + "\x00" + f.shape.key + "
 
 // SQL renders the fragment with placeholders $first, $first+1, ... for a
 // query that already binds first-1 arguments of its own.
-func (f *Fragment) SQL(first int) string { return dollar(f.where.sql, first) }
+func (f *Fragment) SQL(first int) string { return dollar.Number(f.where.sql, first) }
 
 // Args returns the fragment's arguments, in placeholder order.
 func (f *Fragment) Args() []any { return slices.Clone(f.args) }
@@ -184,9 +184,9 @@ func (r *resource) aliasFor(resourceName, alias string) (string, error) {
 	if alias == "" {
 		_, alias = r.res.TableName()
 	}
-	if strings.HasPrefix(strings.ToLower(alias), reservedPrefix) {
+	if strings.HasPrefix(strings.ToLower(alias), policy.ReservedPrefix) {
 		return "", &Error{Code: CodeInvalidAlias, Resource: resourceName,
-			Msg: fmt.Sprintf("alias %q starts with %q, which ragfence reserves; choose another alias", alias, reservedPrefix)}
+			Msg: fmt.Sprintf("alias %q starts with %q, which ragfence reserves; choose another alias", alias, policy.ReservedPrefix)}
 	}
 	return quoteIdent(alias), nil
 }
@@ -275,28 +275,6 @@ func bind(rd *rendered, vals []any) []any {
 		args[i] = vals[s]
 	}
 	return args
-}
-
-// dollar turns ? placeholders into $first, $first+1, ... and ?? into ?.
-func dollar(sql string, first int) string {
-	var b strings.Builder
-	b.Grow(len(sql) + 8)
-	n := first
-	for i := 0; i < len(sql); i++ {
-		if sql[i] != '?' {
-			b.WriteByte(sql[i])
-			continue
-		}
-		if i+1 < len(sql) && sql[i+1] == '?' {
-			b.WriteByte('?')
-			i++
-			continue
-		}
-		b.WriteByte('$')
-		b.WriteString(strconv.Itoa(n))
-		n++
-	}
-	return b.String()
 }
 
 // Fragments binds p to a request for the rewriter: it returns the

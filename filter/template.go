@@ -114,11 +114,6 @@ func split(sql string, slots []string) (template, error) {
 	return t.text(sql[last:]), nil
 }
 
-// reservedPrefix starts the aliases ragfence gives relations inside EXISTS,
-// so a caller's alias for the protected table can never be captured by them;
-// callers may not use it (see Fragment).
-const reservedPrefix = "ragfence_"
-
 // transformer rewrites a cloned condition tree in place.
 type transformer struct {
 	res     *policy.Resource
@@ -217,7 +212,7 @@ func (tr *transformer) subLink(s *pg.SubLink) {
 			written = rv.Alias.Aliasname
 		}
 		tr.nextRel++
-		alias := fmt.Sprintf("%sr%d", reservedPrefix, tr.nextRel)
+		alias := fmt.Sprintf("%sr%d", policy.ReservedPrefix, tr.nextRel)
 		tr.aliases[written] = alias
 		schema, name := rel.TableName()
 		from.Node = pg.MakeFullRangeVarNode(schema, name, alias, 0).Node

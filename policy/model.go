@@ -141,3 +141,9 @@ func (r *Resource) QuotedTable() string {
 func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, "\x00", ""), `"`, `""`) + `"`
 }
+
+// ReservedPrefix starts the names ragfence gives what it adds to SQL (the
+// aliases of relations inside a policy's EXISTS, the columns it selects): a
+// statement or a policy may not name an alias with it, so what ragfence
+// adds can never be captured by what the author wrote.
+const ReservedPrefix = "ragfence_"

@@ -216,7 +216,7 @@ func (rw *Rewriter) rewrite(sql string, req Request) (*Result, []placement, erro
 }
 
 // explainColumn is the output column Request.Explain adds.
-const explainColumn = "ragfence_rules"
+const explainColumn = policy.ReservedPrefix + "rules"
 
 // explainTable is the table whose rows s returns one for one, or nil.
 func explainTable(s *pg.SelectStmt) *pg.RangeVar {

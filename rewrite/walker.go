@@ -3,13 +3,13 @@ package rewrite
 import (
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
 
 	sq "github.com/Masterminds/squirrel"
 	"github.com/jackc/pgx/v5"
 	pg "github.com/pganalyze/pg_query_go/v5"
 
+	"github.com/ragfence/ragfence/internal/dollar"
 	"github.com/ragfence/ragfence/internal/pgwalk"
 	"github.com/ragfence/ragfence/policy"
 )
@@ -248,7 +248,7 @@ func (w *walker) filtered(res *policy.Resource, rv *pg.RangeVar) (*pg.Node, *Err
 		rerr.Position = int(rv.Location)
 		return nil, rerr
 	}
-	sql = renumber(sql, w.nextParam)
+	sql = dollar.Number(sql, w.nextParam)
 	w.nextParam += len(args)
 	w.args = append(w.args, args...)
 	w.frags = append(w.frags, frag)
@@ -270,7 +270,7 @@ type placement struct {
 // innerAlias is how the filtered subquery names its table.
 func innerAlias(res *policy.Resource) string {
 	_, table := res.TableName()
-	if strings.HasPrefix(table, "ragfence_") {
+	if strings.HasPrefix(table, policy.ReservedPrefix) {
 		return "t"
 	}
 	return table
@@ -389,24 +389,4 @@ func location(n *pg.Node) int32 {
 
 func nodeKind(n *pg.Node) string {
 	return strings.TrimPrefix(fmt.Sprintf("%T", n.Node), "*pg_query.Node_")
-}
-
-// renumber turns the ? placeholders of squirrel-built SQL into $first,
-// $first+1, ..., and each ?? (squirrel's escape) back into a literal ?.
-func renumber(sql string, first int) string {
-	var b strings.Builder
-	n := first
-	for i := 0; i < len(sql); i++ {
-		switch {
-		case sql[i] != '?':
-			b.WriteByte(sql[i])
-		case i+1 < len(sql) && sql[i+1] == '?':
-			b.WriteByte('?')
-			i++
-		default:
-			b.WriteString("$" + strconv.Itoa(n))
-			n++
-		}
-	}
-	return b.String()
 }
