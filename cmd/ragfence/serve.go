@@ -14,10 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
+	"github.com/ragfence/ragfence/internal/pgpool"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
@@ -163,14 +162,13 @@ func openPool(ctx context.Context, s *serveSettings) (*pgxpool.Pool, error) {
 	if _, err := parseDB(s.db); err != nil {
 		return nil, err
 	}
-	cfg, err := pgxpool.ParseConfig(s.db)
+	cfg, err := pgpool.ParseConfig(s.db)
 	if err != nil {
 		return nil, usagef("invalid --db value: expected a URL like postgres://user@host:5432/db")
 	}
 	if s.poolMax > 0 {
 		cfg.MaxConns = int32(s.poolMax)
 	}
-	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error { return pgxvec.RegisterTypes(ctx, conn) }
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

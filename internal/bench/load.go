@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	pgvector "github.com/pgvector/pgvector-go"
 	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/ragfence/ragfence/internal/pgpool"
 )
 
 // rlsRole is the role the row-level-security strategy connects as: RLS
@@ -219,12 +221,11 @@ func (r *rowSource) Values() ([]any, error) {
 
 // OpenPool opens a pool with pgvector's types registered on every connection.
 func OpenPool(ctx context.Context, dsn string, size int32) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, err
 	}
 	cfg.MaxConns = size
 	cfg.MinConns = size
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return pgxvec.RegisterTypes(ctx, c) }
 	return pgxpool.NewWithConfig(ctx, cfg)
 }

@@ -21,7 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/ragfence/ragfence/internal/pgpool"
 )
 
 // EnvURL names the environment variable holding the test server's URL.
@@ -131,12 +132,11 @@ func withDatabase(t testing.TB, base, name string) string {
 
 func pool(t testing.TB, base, schema string) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(base)
+	cfg, err := pgpool.ParseConfig(base)
 	if err != nil {
 		t.Fatalf("testdb: parse %s: %v", EnvURL, err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema + ",public"
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return pgxvec.RegisterTypes(ctx, c) }
 	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("testdb: pool: %v", err)
