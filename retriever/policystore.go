@@ -1,9 +1,13 @@
 package retriever
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/policy"
@@ -60,3 +64,57 @@ func (s *PolicyStore) Reload() (changed bool, err error) {
 
 // Paths are the files and folders the store loads.
 func (s *PolicyStore) Paths() []string { return s.paths }
+
+// Watch reloads the policy when its files change (checked every every; 0:
+// never) and whenever a value arrives on now (a SIGHUP, say), until ctx
+// ends. A reload that fails keeps the current policy. report, if not nil,
+// hears each reload's outcome. Watch takes the files' first stamp before
+// it returns, so no change made after it returns is missed.
+func (s *PolicyStore) Watch(ctx context.Context, every time.Duration, now <-chan struct{}, report func(changed bool, err error)) {
+	last := stamp(s.paths)
+	go func() {
+		var tick <-chan time.Time
+		if every > 0 {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			tick = t.C
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-now:
+			case <-tick:
+				st := stamp(s.paths)
+				if st == last {
+					continue
+				}
+				last = st
+			}
+			changed, err := s.Reload()
+			if report != nil {
+				report(changed, err)
+			}
+		}
+	}()
+}
+
+// stamp summarises the policy files' names, sizes and times (the files
+// policy.Load reads, so editing a policy test file reloads nothing);
+// polling it notices an edit without a file-watching dependency.
+func stamp(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	files, err := policy.Files(paths...)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var b strings.Builder
+	for _, f := range files {
+		if info, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", f, info.Size(), info.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}

@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ragfence/ragfence/internal/pgpool"
-	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/retriever/auth"
@@ -234,64 +233,34 @@ func listenAndServe(ctx context.Context, s *serveSettings, srv *retriever.Server
 }
 
 // watchPolicy reloads the policy on SIGHUP and when its files change, until
-// ctx ends. An invalid policy keeps the old one and logs why. It subscribes
-// and takes the files' first stamp before returning, so no change made
-// after it returns is missed.
+// ctx ends, logging each outcome (retriever.PolicyStore.Watch).
 func watchPolicy(ctx context.Context, policies *retriever.PolicyStore, every time.Duration, logger *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	last := policyStamp(policies.Paths())
+	now := make(chan struct{})
 	go func() {
 		defer signal.Stop(hup)
-		var tick <-chan time.Time
-		if every > 0 {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			tick = t.C
-		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-			case <-tick:
-				stamp := policyStamp(policies.Paths())
-				if stamp == last {
-					continue
+				select {
+				case now <- struct{}{}:
+				case <-ctx.Done():
+					return
 				}
-				last = stamp
 			}
-			reload(policies, logger)
 		}
 	}()
-}
-
-func reload(policies *retriever.PolicyStore, logger *slog.Logger) {
-	changed, err := policies.Reload()
-	switch {
-	case err != nil:
-		logger.Error("policy reload failed; keeping the current policy", "error", oneLine(err.Error()))
-	case changed:
-		logger.Info("policy reloaded", "policy_version", policies.Load().Version())
-	}
-}
-
-// policyStamp summarises the policy files' sizes and times; polling it is
-// enough to notice an edit without a file-watching dependency. It stamps
-// the files policy.Load reads, so editing a policy test file reloads
-// nothing.
-func policyStamp(paths []string) string {
-	files, err := policy.Files(paths...)
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	var b strings.Builder
-	for _, f := range files {
-		if info, err := os.Stat(f); err == nil {
-			fmt.Fprintf(&b, "%s:%d:%d;", f, info.Size(), info.ModTime().UnixNano())
+	policies.Watch(ctx, every, now, func(changed bool, err error) {
+		switch {
+		case err != nil:
+			logger.Error("policy reload failed; keeping the current policy", "error", oneLine(err.Error()))
+		case changed:
+			logger.Info("policy reloaded", "policy_version", policies.Load().Version())
 		}
-	}
-	return b.String()
+	})
 }
 
 // verifierAuth adapts auth.Verifier to retriever.Authenticator.
