@@ -12,6 +12,7 @@ import (
 
 	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/internal/demo"
+	"github.com/ragfence/ragfence/internal/pgcatalog"
 	"github.com/ragfence/ragfence/internal/testdb"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/rewrite"
@@ -96,6 +97,12 @@ func BenchmarkRewrittenQueryExecution(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
+	// With the catalog's columns, as filter.Wrap reads them.
+	cols, err := pgcatalog.Resources(ctx, pool, p.Set())
+	if err != nil {
+		b.Fatal(err)
+	}
+	rw = rewrite.New(p.Set(), []string{"public"}, rewrite.WithColumns(cols))
 	r := rand.New(rand.NewPCG(1, 2))
 	q := make([]float32, 384)
 	for i := range q {
