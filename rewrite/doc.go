@@ -64,9 +64,11 @@
 // What the fence costs, and what is given back (fence.go):
 //
 //   - Conditions of the statement that cannot raise (a column compared with
-//     a literal or a parameter by = <> < > <= >=, IN (...), = ANY, IS [NOT]
+//     a literal by = <> < > <= >=, IN (...), = ANY (ARRAY[...]), IS [NOT]
 //     DISTINCT FROM, IS [NOT] NULL, IS TRUE, and AND/OR/NOT of them: the
-//     value is converted to the column's type, never the column) move into
+//     literal is converted to the column's type, or the column widened
+//     without fail; not a parameter, whose type the statement may fix
+//     elsewhere first so that the column is cast to it) move into
 //     the fence of the table they test, beside the policy, where its indexes
 //     serve them, when the catalog says the column compares without looking
 //     operators up as it runs (scalar types; not composites, nor arrays of

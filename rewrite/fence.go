@@ -31,7 +31,7 @@ import (
 //
 //   - The statement's conditions cannot reach the table's indexes. Those
 //     that cannot raise (pushConditions: a column the catalog calls
-//     comparable, compared with a literal or a parameter, IN lists, IS
+//     comparable, compared with a literal, IN lists of literals, IS
 //     NULL, and AND/OR/NOT of them) move into the fence, beside the policy.
 //   - The statement's ORDER BY stays outside, which turns a vector search
 //     into a sort of every permitted row. A top-k search over one table
@@ -82,7 +82,7 @@ func (w *walker) intoFence(s *pg.SelectStmt) {
 	if e == nil {
 		return
 	}
-	f, col := w.source(s.FromClause[0], e.Lexpr.GetColumnRef(), 0)
+	f, col := w.source(s.FromClause[0], e.Lexpr.GetColumnRef(), s.WithClause, 0)
 	// Only the resource's embedding column: the moved ordering is computed
 	// for every permitted row, the statement's WHERE excludes or not, so it
 	// must not be one that fails on some of them (that column holds vectors
@@ -136,7 +136,7 @@ func distanceOrder(sb *pg.SortBy, targets []*pg.Node) *pg.A_Expr {
 // source follows a column of a FROM item down to the fence it comes from,
 // through subqueries and CTEs that only pass the fence's rows on, and
 // returns the fence and the column's name there; or nil.
-func (w *walker) source(item *pg.Node, ref *pg.ColumnRef, depth int) (*fence, string) {
+func (w *walker) source(item *pg.Node, ref *pg.ColumnRef, with *pg.WithClause, depth int) (*fence, string) {
 	if ref == nil || depth > 8 {
 		return nil, ""
 	}
@@ -150,7 +150,9 @@ func (w *walker) source(item *pg.Node, ref *pg.ColumnRef, depth int) (*fence, st
 	if rv == nil || rv.Schemaname != "" {
 		return nil, ""
 	}
-	cte := w.ctes[rv.Relname]
+	// Only a CTE of the statement's own WITH (so the name means it there,
+	// not a CTE of some subquery), read nowhere else.
+	cte := cteOf(with, rv.Relname)
 	if cte == nil || w.refs[rv.Relname] != 1 || len(cte.Aliascolnames) > 0 ||
 		cte.Ctematerialized == pg.CTEMaterialize_CTEMaterializeAlways {
 		return nil, ""
@@ -194,7 +196,20 @@ func (w *walker) through(alias *pg.Alias, body *pg.SelectStmt, ref *pg.ColumnRef
 	if inner == nil {
 		return nil, ""
 	}
-	return w.source(body.FromClause[0], inner, depth+1)
+	return w.source(body.FromClause[0], inner, nil, depth+1)
+}
+
+// cteOf is the non-recursive CTE named name in with, or nil.
+func cteOf(with *pg.WithClause, name string) *pg.CommonTableExpr {
+	if with == nil || with.Recursive {
+		return nil
+	}
+	for _, n := range with.Ctes {
+		if c := n.GetCommonTableExpr(); c != nil && c.Ctename == name {
+			return c
+		}
+	}
+	return nil
 }
 
 // passThrough: a SELECT that only projects and filters the rows of its one
@@ -290,7 +305,7 @@ func funcName(f *pg.FuncCall) string {
 // pushConditions moves the conditions of s's WHERE that cannot raise on any
 // row into the fence whose table they test, so the planner can serve them
 // from its indexes: a comparable column (Column.Comparable, from the
-// catalog) compared with literals or parameters. Only into fences that s
+// catalog) compared with literals. Only into fences that s
 // joins with INNER joins (a condition on an outer join's nullable side
 // means something else inside it), and only conditions that name one
 // fence's columns through its alias (or unqualified, when the fence is s's
@@ -384,7 +399,7 @@ func pushTarget(c *pg.Node, fences map[string]*fence, only *fence) *fence {
 	return target
 }
 
-// columnAgainstValues: one column compared with literals or parameters
+// columnAgainstValues: one column compared with literals
 // (never two columns: comparing numeric with float8 casts the numeric,
 // which can overflow).
 func columnAgainstValues(e *pg.A_Expr, column func(*pg.Node) bool) bool {
@@ -394,11 +409,11 @@ func columnAgainstValues(e *pg.A_Expr, column func(*pg.Node) bool) bool {
 	if l := e.Rexpr.GetList(); l != nil { // IN (...)
 		return allPlain(l.Items) && column(e.Lexpr)
 	}
-	if e.Kind == pg.A_Expr_Kind_AEXPR_OP_ANY { // = ANY ($1), = ANY (ARRAY[...])
+	if e.Kind == pg.A_Expr_Kind_AEXPR_OP_ANY { // = ANY (ARRAY[...])
 		if a := e.Rexpr.GetAArrayExpr(); a != nil {
 			return allPlain(a.Elements) && column(e.Lexpr)
 		}
-		return e.Rexpr.GetParamRef() != nil && column(e.Lexpr)
+		return false
 	}
 	switch {
 	case plainValue(e.Rexpr):
@@ -419,9 +434,7 @@ func allPlain(ns []*pg.Node) bool {
 }
 
 // simpleComparison: a column compared with a value by =, <>, <, >, <=, >=,
-// IN, = ANY or IS [NOT] DISTINCT FROM. Comparing a column with an untyped
-// literal or a parameter converts the value to the column's type, never the
-// column, and such operators do not raise.
+// IN, = ANY or IS [NOT] DISTINCT FROM (see plainValue for the value).
 func simpleComparison(e *pg.A_Expr) bool {
 	switch e.Kind {
 	case pg.A_Expr_Kind_AEXPR_IN, pg.A_Expr_Kind_AEXPR_DISTINCT, pg.A_Expr_Kind_AEXPR_NOT_DISTINCT:
@@ -432,10 +445,14 @@ func simpleComparison(e *pg.A_Expr) bool {
 	return false
 }
 
-// plainValue is a literal or a parameter, uncast: its type comes from the
-// column it is compared with.
+// plainValue is a literal, uncast: an untyped string literal takes the
+// column's type when the statement is parsed, and a number literal (int4,
+// int8, numeric) at most widens the column (int to numeric, float4 to
+// float8), which cannot fail. Not a parameter: the statement may fix its
+// type elsewhere first (WITH p AS (SELECT $1::float8) ... WHERE amount =
+// $1), and then the column is cast to it (numeric to float8 overflows).
 func plainValue(n *pg.Node) bool {
-	return n.GetAConst() != nil || n.GetParamRef() != nil
+	return n.GetAConst() != nil
 }
 
 // fenceOf is the fence a column reference names.

@@ -38,13 +38,12 @@ type walker struct {
 	frags       []Fragment
 	masked      map[string]bool // names of masked columns of referenced resources
 	placed      []placement
-	fences      map[*pg.RangeSubselect]*fence  // the filtered subqueries put in
-	orders      []func()                       // top-k orderings to move into fences
-	explainFrom *pg.RangeVar                   // Request.Explain: the one table whose rows the statement returns
-	ctes        map[string]*pg.CommonTableExpr // non-recursive CTEs by name (nil: the name is used twice)
-	refs        map[string]int                 // how often each unqualified table name is read
-	vetted      map[*pg.Node]bool              // rows and * that the parser checks (vetRows)
-	relNames    map[string]bool                // tables, aliases and CTEs named anywhere (wholeRow)
+	fences      map[*pg.RangeSubselect]*fence // the filtered subqueries put in
+	orders      []func()                      // top-k orderings to move into fences
+	explainFrom *pg.RangeVar                  // Request.Explain: the one table whose rows the statement returns
+	refs        map[string]int                // how often each unqualified table name is read
+	vetted      map[*pg.Node]bool             // rows and * that the parser checks (vetRows)
+	relNames    map[string]bool               // tables, aliases and CTEs named anywhere (wholeRow)
 	err         error
 }
 
@@ -139,22 +138,8 @@ func (w *walker) withClause(wc *pg.WithClause, sc *scope) *scope {
 		}
 		w.selectStmt(body, bodyScope, false)
 		names[c.Ctename] = true
-		w.noteCTE(c, wc.Recursive)
 	}
 	return inner
-}
-
-// noteCTE remembers a non-recursive CTE for intoFence; a name defined twice
-// (in nested WITHs) is remembered as ambiguous.
-func (w *walker) noteCTE(c *pg.CommonTableExpr, recursive bool) {
-	if w.ctes == nil {
-		w.ctes = map[string]*pg.CommonTableExpr{}
-	}
-	if _, seen := w.ctes[c.Ctename]; seen || recursive {
-		w.ctes[c.Ctename] = nil
-		return
-	}
-	w.ctes[c.Ctename] = c
 }
 
 func (w *walker) fromItem(n *pg.Node, sc *scope) {
@@ -213,8 +198,19 @@ func (w *walker) rangeVar(n *pg.Node, rv *pg.RangeVar, sc *scope) {
 		w.fences = map[*pg.RangeSubselect]*fence{}
 	}
 	masked := w.frags[len(w.frags)-1].Masked()
+	comparable := comparableColumns(w.rw.columns[res.Name])
+	if len(masked) > 0 {
+		// The fence selects the policy's (or catalog's) column list: a
+		// column outside it is no column of the fence.
+		listed := setOf(w.rw.columnNames(res)...)
+		for c := range comparable {
+			if !listed[c] {
+				delete(comparable, c)
+			}
+		}
+	}
 	w.fences[rs] = &fence{res: res, body: sub.GetSelectStmt(), alias: alias, star: len(masked) == 0, masked: setOf(masked...),
-		comparable: comparableColumns(w.rw.columns[res.Name])}
+		comparable: comparable}
 	n.Node = &pg.Node_RangeSubselect{RangeSubselect: rs}
 }
 

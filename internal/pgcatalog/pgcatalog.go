@@ -32,11 +32,13 @@ var arrayElements = []string{
 // columnsSQL lists the columns of each table in $1, in order, and whether
 // each is comparable (rewrite.Column): a scalar base type (domains resolved
 // once) or an array of an enum or of arrayElements; not a composite type, a
-// domain over a domain, or an array of anything else.
+// domain over a domain, a range or multirange (a range of a composite
+// compares its fields, looking their comparison up as it runs), or an array
+// of anything else.
 const columnsSQL = `
 SELECT r.ord::int, a.attname::text,
        CASE
-         WHEN bt.typtype IN ('c', 'd', 'p') THEN false
+         WHEN bt.typtype IN ('c', 'd', 'p', 'r', 'm') THEN false
          WHEN bt.typcategory = 'A' THEN coalesce(et.typtype = 'e' OR et.typname = ANY ($2::text[]), false)
          ELSE true
        END
