@@ -65,6 +65,22 @@ type RagfenceAuditLog struct {
 	Detail        []byte             `json:"detail"`
 }
 
+type RagfenceRevocation struct {
+	ID             int64              `json:"id"`
+	Tenant         string             `json:"tenant"`
+	Kind           string             `json:"kind"`
+	TokenID        pgtype.Text        `json:"token_id"`
+	Subject        pgtype.Text        `json:"subject"`
+	Agent          pgtype.Text        `json:"agent"`
+	Reason         string             `json:"reason"`
+	CreatedBy      string             `json:"created_by"`
+	CreatedAt      pgtype.Timestamptz `json:"created_at"`
+	EndsAt         pgtype.Timestamptz `json:"ends_at"`
+	LiftedAt       pgtype.Timestamptz `json:"lifted_at"`
+	LiftedBy       pgtype.Text        `json:"lifted_by"`
+	TokenExpiresAt pgtype.Timestamptz `json:"token_expires_at"`
+}
+
 type RagfenceSchemaMigration struct {
 	MigrationSet string             `json:"migration_set"`
 	Version      int32              `json:"version"`
