@@ -32,17 +32,29 @@ type resource struct {
 	attrIndex map[string]int
 }
 
-// attrRef is a subject or context attribute a template binds.
+// attrRef is a subject or context attribute a template binds, or an
+// approval rule's state.
 type attrRef struct {
-	full    string // "subject.x" or "context.x"
+	full    string // "subject.x", "context.x" or approvalAttr
 	name    string
 	context bool
 	typ     policy.Type
+	// approval is the rule whose state this is, for approvalAttr, of
+	// resource.
+	approval *policy.ApprovalRule
+	resource string
 }
 
 type grant struct {
 	allow, deny []rule
+	approval    []rule // each: (approved OR NOT (when)), approved bound per request
 }
+
+// approvalPrefix names an approval rule's state among a resource's bound
+// attributes: approval.<agent>.<rule>, a boolean every request binds.
+const approvalPrefix = "approval."
+
+func approvalAttr(agent, rule string) string { return approvalPrefix + agent + "." + rule }
 
 // rule is one compiled rule and the attributes it needs.
 type rule struct {
@@ -96,6 +108,13 @@ func compileResource(res *policy.Resource, set *policy.Set) (*resource, error) {
 		if cg.deny, err = compileRules(g.Deny, res, set); err != nil {
 			return nil, err
 		}
+		for _, a := range g.Approval {
+			t, err := compileCondition(a.When, res, set)
+			if err != nil {
+				return nil, fmt.Errorf("filter: resource %s: approval rule %s: %w", res.Name, a.Name, err)
+			}
+			cg.approval = append(cg.approval, rule{src: a.Rule, name: a.Name, tmpl: t, needs: needs(t)})
+		}
 		r.agents[id] = cg
 	}
 	r.indexAttrs(set)
@@ -115,14 +134,25 @@ func (r *resource) indexAttrs(set *policy.Set) {
 	for _, m := range r.masks {
 		all = append(all, m.needs...)
 	}
-	for _, g := range r.agents {
+	approvals := map[string]*policy.ApprovalRule{}
+	for id, g := range r.agents {
 		add(g.allow)
 		add(g.deny)
+		add(g.approval)
+		for _, a := range r.res.Agents[id].Approval {
+			approvals[approvalAttr(id, a.Name)] = a
+			all = append(all, approvalAttr(id, a.Name))
+		}
 	}
 	slices.Sort(all)
 	all = slices.Compact(all)
 	r.attrIndex = make(map[string]int, len(all))
 	for i, full := range all {
+		if a := approvals[full]; a != nil {
+			r.attrs = append(r.attrs, attrRef{full: full, name: a.Name, approval: a, resource: r.res.Name})
+			r.attrIndex[full] = i
+			continue
+		}
 		q, name, _ := strings.Cut(full, ".")
 		typ, _ := set.AttrType(q, name)
 		r.attrs = append(r.attrs, attrRef{full: full, name: name, context: q == "context", typ: typ})
@@ -216,6 +246,9 @@ func (r *resource) build(agent string, missing map[string]bool) *shape {
 		if len(gDeny) > 0 {
 			parts = append(parts, not(or(gDeny)))
 		}
+		gApproval, gApprovalStates := approvalRules(g.approval, agent, missing)
+		sh.rules = append(sh.rules, gApprovalStates...)
+		parts = append(parts, gApproval...)
 		allow, denyAll = append(allow, gAllow...), denyAll || gDenyAll
 		if len(gAllow) == 0 {
 			sh.outcome, sh.reason = AlwaysDenied, fmt.Sprintf("no allow rule of agent %s applies", agent)
@@ -318,6 +351,28 @@ func denyRules(rs []rule, agent string, missing map[string]bool) ([]template, []
 		states = append(states, st)
 	}
 	return out, states, all
+}
+
+// approvalRules are an agent's approval rules as conditions: a row the
+// rule marks passes only while the rule's approval (a bound boolean, so
+// the text is the same approved or not) is in force. A NULL condition
+// withholds the row, as a deny's does; a condition lacking an attribute
+// marks every row.
+func approvalRules(rs []rule, agent string, missing map[string]bool) ([]template, []RuleState) {
+	var out []template
+	var states []RuleState
+	for _, r := range rs {
+		st := RuleState{Name: r.name, Effect: string(policy.Approval), Agent: agent, Active: true, Missing: missingOf(r.needs, missing)}
+		t := template{}.text("(").add(paramPiece, approvalAttr(agent, r.name)).text("::pg_catalog.bool")
+		if len(st.Missing) > 0 {
+			st.Active = false
+		} else {
+			t = t.text(" OR NOT (").join(r.tmpl).text(")")
+		}
+		out = append(out, t.text(")"))
+		states = append(states, st)
+	}
+	return out, states
 }
 
 func missingOf(needs []string, missing map[string]bool) []string {

@@ -24,6 +24,11 @@ type Request struct {
 	// Alias is how the query names the protected table: its alias, or ""
 	// for the table's own name.
 	Alias string
+	// Approved reports whether the agent's approval rule of resource is
+	// lifted for this request by its user's approval in force (see
+	// policy.ApprovalRule); nil means none is. It is bound as a value, so
+	// the SQL text is the same approved or not.
+	Approved func(resource, rule string) bool
 }
 
 // Fragment is a resource's policy for one request: a SQL boolean expression
@@ -91,6 +96,19 @@ func (f *Fragment) grantedRendered() *rendered {
 	}
 	r, _ := f.shape.maskCache.LoadOrStore(key, renderTemplate(f.shape.granted, f.alias, f.res.attrIndex))
 	return r.(*rendered)
+}
+
+// ApprovalRequired names the agent's approval rules whose rows this
+// request withholds, for lack of the user's approval in force.
+func (f *Fragment) ApprovalRequired() []string {
+	var out []string
+	for i, a := range f.res.attrs {
+		if a.approval != nil && a.approval.Agent == f.Agent && f.Agent != "" && f.vals[i] == false {
+			out = append(out, a.name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Masked returns the resource's masked columns, sorted.
@@ -214,6 +232,10 @@ func (r *resource) values(set *policy.Set, req Request) ([]any, map[string]bool,
 }
 
 func resolve(set *policy.Set, a attrRef, req Request) (any, bool, error) {
+	if a.approval != nil {
+		// Never missing: a request without approvals binds false.
+		return req.Approved != nil && a.approval.Agent == req.Agent && req.Approved(a.resource, a.name), true, nil
+	}
 	if a.context {
 		v, ok := req.Context.Attr(a.name, req.Agent, set.Location)
 		return v, ok, nil

@@ -106,8 +106,7 @@ func (r *Resource) rules() []*Rule {
 	}
 	slices.Sort(agents)
 	for _, a := range agents {
-		out = append(out, r.Agents[a].Allow...)
-		out = append(out, r.Agents[a].Deny...)
+		out = append(out, r.Agents[a].Rules()...)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -81,10 +82,12 @@ type Relation struct {
 // Effect says whether a rule grants or denies.
 type Effect string
 
-// The two effects.
+// The effects.
 const (
 	Allow Effect = "allow"
 	Deny  Effect = "deny"
+	// Approval marks an agent's rows withheld until its user approves.
+	Approval Effect = "approval"
 )
 
 // Rule is one named allow or deny condition.
@@ -109,8 +112,44 @@ type Grant struct {
 	Agent string
 	Allow []*Rule
 	Deny  []*Rule
-	Pos   Pos
+	// Approval are the rows the agent reads only while its user's
+	// approval is in force: without it they are withheld as by a deny.
+	Approval []*ApprovalRule
+	Pos      Pos
 }
+
+// ApprovalRule marks rows an agent may read only with its user's explicit,
+// time-boxed approval (its Rule's Effect is Approval). An approval lifts
+// only this rule for one (tenant, user, agent, resource): it never widens
+// beyond the user's own rights or the agent's allow rules.
+type ApprovalRule struct {
+	*Rule
+	// TTL is how long an approval lasts once given.
+	TTL time.Duration
+}
+
+// Rules are every rule of the grant: allow, deny, then approval.
+func (g *Grant) Rules() []*Rule {
+	out := slices.Concat(g.Allow, g.Deny)
+	for _, a := range g.Approval {
+		out = append(out, a.Rule)
+	}
+	return out
+}
+
+// ApprovalRule returns the approval rule named name, or nil.
+func (g *Grant) ApprovalRule(name string) *ApprovalRule {
+	for _, a := range g.Approval {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// MaxApprovalTTL bounds an approval rule's ttl in any policy; a server
+// may bound it further.
+const MaxApprovalTTL = 30 * 24 * time.Hour
 
 // Tables returns the resource's table split into schema (possibly "") and name.
 func (r *Resource) TableName() (schema, name string) { return splitTable(r.Table) }

@@ -3,6 +3,7 @@ package policy
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -48,9 +49,10 @@ func readResource(r *reader, key, n *yaml.Node, set *Set) *Resource {
 	res.Masks = readMasks(r, f["mask"], sc)
 	for _, kv := range r.entries(f["agents"], "agents") {
 		g := &Grant{Agent: kv[0].Value, Pos: r.pos(kv[0])}
-		gf := r.fields(kv[1], "agent "+g.Agent, "allow", "deny")
+		gf := r.fields(kv[1], "agent "+g.Agent, "allow", "deny", "approval")
 		g.Allow = readRules(r, gf["allow"], Allow, g.Agent, sc)
 		g.Deny = readRules(r, gf["deny"], Deny, g.Agent, sc)
+		g.Approval = readApprovals(r, gf["approval"], g.Agent, sc)
 		if gf["allow"] == nil {
 			r.errorf(kv[0], CodeMissing, "agent %q has no allow rules, so it would see nothing; remove it instead", g.Agent)
 		}
@@ -181,4 +183,54 @@ func readMasks(r *reader, n *yaml.Node, sc *scope) []*Mask {
 		}
 	}
 	return out
+}
+
+// readApprovals reads an agent's approval rules: name, when and ttl, all
+// required; the ttl a positive duration of at most MaxApprovalTTL.
+func readApprovals(r *reader, n *yaml.Node, agent string, sc *scope) []*ApprovalRule {
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		r.errorf(n, CodeInvalid, "approval must be a list of rules with name, when and ttl")
+		return nil
+	}
+	var out []*ApprovalRule
+	seen := map[string]bool{}
+	for _, item := range n.Content {
+		f := r.fields(item, "approval rule", "name", "when", "ttl")
+		r.require(item, f, "approval rule", "name", "when", "ttl")
+		a := &ApprovalRule{Rule: &Rule{Name: r.str(f["name"], "rule name", ""), Effect: Approval, Agent: agent, Pos: r.pos(item)}}
+		if seen[a.Name] && a.Name != "" {
+			r.errorf(f["name"], CodeDuplicate, "two approval rules of agent %q are named %q", agent, a.Name)
+		}
+		seen[a.Name] = true
+		a.TTL = readTTL(r, f["ttl"])
+		r.rule = a.Name
+		a.When = readCondition(r, f["when"], sc)
+		r.rule = ""
+		if a.When != nil && a.Name != "" && a.TTL > 0 {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func readTTL(r *reader, n *yaml.Node) time.Duration {
+	s := r.str(n, "ttl", "")
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		r.errorf(n, CodeInvalid, "ttl %q is not a duration such as 30m or 8h", s)
+	case d <= 0:
+		r.errorf(n, CodeInvalid, "ttl must be positive")
+	case d > MaxApprovalTTL:
+		r.errorf(n, CodeInvalid, "ttl %s exceeds the longest an approval may last (%s); ask for a new approval instead", d, MaxApprovalTTL)
+	default:
+		return d
+	}
+	return 0
 }

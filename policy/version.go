@@ -54,6 +54,9 @@ func writeResource(h hash.Hash, r *Resource) {
 		w("agent", k)
 		rules(r.Agents[k].Allow)
 		rules(r.Agents[k].Deny)
+		for _, a := range r.Agents[k].Approval {
+			w("approval", a.Agent, a.Name, canonical(a.When), a.TTL)
+		}
 	}
 }
 

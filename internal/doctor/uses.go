@@ -60,8 +60,7 @@ func (u *uses) add(col, label string) {
 func rules(res *policy.Resource) []*policy.Rule {
 	out := slices.Concat(res.Allow, res.Deny)
 	for _, a := range slices.Sorted(maps.Keys(res.Agents)) {
-		out = append(out, res.Agents[a].Allow...)
-		out = append(out, res.Agents[a].Deny...)
+		out = append(out, res.Agents[a].Rules()...)
 	}
 	return out
 }
