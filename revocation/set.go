@@ -144,9 +144,3 @@ func (s *set) concerning(c Caller, now time.Time) []Revocation {
 	slices.SortFunc(out, func(a, b Revocation) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
-
-func (s *set) size() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.byID)
-}

@@ -1,27 +1,26 @@
 package revocation
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ragfence/ragfence/internal/pglisten"
 )
 
 // Defaults of WatchConfig.
 const (
 	// DefaultMaxStaleness is how long a Watcher serves without confirming
 	// its state is current before it refuses every check.
-	DefaultMaxStaleness = 5 * time.Second
+	DefaultMaxStaleness = pglisten.DefaultMaxStaleness
 	// DefaultHeartbeat is how often an idle Watcher confirms that its
 	// notification connection is alive.
-	DefaultHeartbeat = time.Second
+	DefaultHeartbeat = pglisten.DefaultHeartbeat
 )
 
 // WatchConfig configures a Watcher.
@@ -46,13 +45,9 @@ type WatchConfig struct {
 // the whole set whenever it (re)connects, so no change made while it was
 // away is missed. Check reads only memory.
 type Watcher struct {
-	cfg       WatchConfig
-	set       *set
-	confirmed atomic.Int64 // unix nanoseconds of the last confirmation; 0: never
-	cancel    context.CancelFunc
-	done      chan struct{}
-	connMu    sync.Mutex
-	connPID   uint32
+	set *set
+	now func() time.Time
+	l   *pglisten.Listener
 }
 
 // Watch connects, loads the revocations in force and keeps them current
@@ -62,38 +57,32 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Watcher, error) {
 	if cfg.ConnConfig == nil {
 		return nil, errors.New("revocation: WatchConfig needs ConnConfig")
 	}
-	cfg.MaxStaleness = cmp.Or(cfg.MaxStaleness, DefaultMaxStaleness)
-	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	w := &Watcher{set: newSet(), now: cfg.Now}
+	if w.now == nil {
+		w.now = time.Now
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	w := &Watcher{cfg: cfg, set: newSet(), done: make(chan struct{})}
-	conn, err := w.connect(ctx)
+	l, err := pglisten.Start(ctx, pglisten.Config{
+		ConnConfig: cfg.ConnConfig, Channel: Channel, Reload: w.reload, Apply: w.apply,
+		MaxStaleness: cfg.MaxStaleness, Heartbeat: cfg.Heartbeat, Logger: cfg.Logger,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("revocation: %w", err)
 	}
-	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	go w.run(ctx, conn)
+	w.l = l
 	return w, nil
 }
 
 // Close stops watching; Check fails closed from then on.
-func (w *Watcher) Close() {
-	w.cancel()
-	<-w.done
-}
+func (w *Watcher) Close() { w.l.Close() }
 
 // Check returns nil if nothing refuses c: a *Error with the refusal's code
 // (CodeTokenRevoked, CodeSubjectRevoked, CodeAgentRevoked) and the
 // revocation, or with CodeStale when the state is not known to be current.
 func (w *Watcher) Check(c Caller) error {
-	if err := w.fresh(); err != nil {
+	if err := w.Fresh(); err != nil {
 		return err
 	}
-	if r, ok := w.set.match(c, w.cfg.Now()); ok {
+	if r, ok := w.set.match(c, w.now()); ok {
 		return refusal(r)
 	}
 	return nil
@@ -102,154 +91,41 @@ func (w *Watcher) Check(c Caller) error {
 // Concerning lists the revocations in force that touch c's token, subject
 // or agent, or CodeStale.
 func (w *Watcher) Concerning(c Caller) ([]Revocation, error) {
-	if err := w.fresh(); err != nil {
+	if err := w.Fresh(); err != nil {
 		return nil, err
 	}
-	return w.set.concerning(c, w.cfg.Now()), nil
+	return w.set.concerning(c, w.now()), nil
 }
 
 // Fresh is nil while the state is confirmed current, else a CodeStale error.
-func (w *Watcher) Fresh() error { return w.fresh() }
-
-func (w *Watcher) fresh() error {
-	at := w.confirmed.Load()
-	if at == 0 {
-		return &Error{Code: CodeStale, Msg: "the revocation state is not loaded; retry later"}
-	}
-	// time.Now here, not cfg.Now: staleness is about real time passing.
-	if age := time.Since(time.Unix(0, at)); age > w.cfg.MaxStaleness {
-		return &Error{Code: CodeStale, Msg: fmt.Sprintf(
-			"the revocation state could not be confirmed for %s (bound %s); retry later", age.Round(time.Millisecond), w.cfg.MaxStaleness)}
+func (w *Watcher) Fresh() error {
+	if err := w.l.Fresh(); err != nil {
+		return &Error{Code: CodeStale, Msg: "the revocation state is not current: " + err.Error() + "; retry later", Err: err}
 	}
 	return nil
 }
 
-func (w *Watcher) confirm() { w.confirmed.Store(time.Now().UnixNano()) }
-
 // ConnPID is the backend process id of the notification connection (0
 // while disconnected), for operators and tests that need to find it.
-func (w *Watcher) ConnPID() uint32 {
-	w.connMu.Lock()
-	defer w.connMu.Unlock()
-	return w.connPID
-}
+func (w *Watcher) ConnPID() uint32 { return w.l.PID() }
 
-func (w *Watcher) setPID(pid uint32) {
-	w.connMu.Lock()
-	w.connPID = pid
-	w.connMu.Unlock()
-}
-
-// connect opens the connection, LISTENs, then loads the whole set: in
-// that order, so a change committed between the two is both loaded and
-// heard, never neither.
-func (w *Watcher) connect(ctx context.Context) (*pgx.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.MaxStaleness)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, w.cfg.ConnConfig.Copy())
-	if err != nil {
-		return nil, fmt.Errorf("revocation: connect: %w", err)
-	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
-		conn.Close(context.Background())
-		return nil, fmt.Errorf("revocation: listen: %w", err)
-	}
+func (w *Watcher) reload(ctx context.Context, conn *pgx.Conn) error {
 	all, err := NewStore(conn).InForce(ctx, "")
 	if err != nil {
-		conn.Close(context.Background())
-		return nil, err
+		return err
 	}
 	w.set.replace(all)
-	w.setPID(conn.PgConn().PID())
-	w.confirm()
-	return conn, nil
+	return nil
 }
 
-// run serves conn until it fails, then reconnects with backoff, until ctx ends.
-func (w *Watcher) run(ctx context.Context, conn *pgx.Conn) {
-	defer close(w.done)
-	defer func() { w.confirmed.Store(0) }()
-	backoff := 50 * time.Millisecond
-	for {
-		if conn != nil {
-			err := w.listen(ctx, conn)
-			conn.Close(context.Background())
-			w.setPID(0)
-			if ctx.Err() != nil {
-				return
-			}
-			w.cfg.Logger.Warn("revocation notifications lost; reconnecting", "error", err)
-			backoff = 50 * time.Millisecond
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		var err error
-		if conn, err = w.connect(ctx); err != nil {
-			w.cfg.Logger.Warn("revocation state: cannot reconnect", "error", err, "retry_in", backoff)
-			backoff = min(backoff*2, w.cfg.Heartbeat)
-			continue
-		}
-		w.cfg.Logger.Info("revocation state reloaded after reconnecting", "in_force", w.set.size())
-	}
-}
-
-// listen applies notifications as they come; when none comes for a
-// heartbeat it pings, and each success confirms the state current.
-func (w *Watcher) listen(ctx context.Context, conn *pgx.Conn) error {
-	q := NewStore(conn)
-	for {
-		wctx, cancel := context.WithTimeout(ctx, w.cfg.Heartbeat)
-		n, err := conn.WaitForNotification(wctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case err == nil:
-			if err := w.apply(ctx, q, n.Payload); err != nil {
-				return err
-			}
-			if err := w.drain(ctx, q, conn); err != nil {
-				return err
-			}
-			w.confirm()
-		case errors.Is(err, context.DeadlineExceeded):
-			pctx, cancel := context.WithTimeout(ctx, w.cfg.Heartbeat)
-			err = conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("revocation: heartbeat: %w", err)
-			}
-			// What the ping's answer passed on its way is buffered: apply
-			// it before confirming.
-			if err := w.drain(ctx, q, conn); err != nil {
-				return err
-			}
-			w.confirm()
-		default:
-			return err
-		}
-	}
-}
-
-// apply reads the row a notification names and updates the set. The
-// caller confirms, once nothing is left buffered.
-func (w *Watcher) apply(ctx context.Context, q *Store, payload string) error {
+// apply reads the row a notification names and updates the set.
+func (w *Watcher) apply(ctx context.Context, conn *pgx.Conn, payload string) error {
 	id, err := strconv.ParseInt(payload, 10, 64)
 	if err != nil {
 		// Not ours to interpret; reload rather than guess.
-		all, err := q.InForce(ctx, "")
-		if err != nil {
-			return err
-		}
-		w.set.replace(all)
-		return nil
+		return w.reload(ctx, conn)
 	}
-	rctx, cancel := context.WithTimeout(ctx, w.cfg.Heartbeat)
-	defer cancel()
-	r, ok, err := q.byID(rctx, id)
+	r, ok, err := NewStore(conn).byID(ctx, id)
 	if err != nil {
 		return fmt.Errorf("revocation: read %d: %w", id, err)
 	}
@@ -259,20 +135,4 @@ func (w *Watcher) apply(ctx context.Context, q *Store, payload string) error {
 		w.set.remove(id)
 	}
 	return nil
-}
-
-// drain applies the notifications pgx buffered while it read other
-// messages; a done context makes WaitForNotification return only those.
-func (w *Watcher) drain(ctx context.Context, q *Store, conn *pgx.Conn) error {
-	done, cancel := context.WithCancel(ctx)
-	cancel()
-	for {
-		n, err := conn.WaitForNotification(done)
-		if err != nil || n == nil {
-			return nil
-		}
-		if err := w.apply(ctx, q, n.Payload); err != nil {
-			return err
-		}
-	}
 }
