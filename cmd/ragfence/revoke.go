@@ -141,9 +141,12 @@ func (f *revokeFlags) request() (revocation.Request, error) {
 	return req, nil
 }
 
-func (f *revokeFlags) operator() string {
-	if f.by != "" {
-		return f.by
+func (f *revokeFlags) operator() string { return operatorName(f.by) }
+
+// operatorName is by, or the operating system user who runs the command.
+func operatorName(by string) string {
+	if by != "" {
+		return by
 	}
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		return u.Username
@@ -182,7 +185,7 @@ func printRevocations(out io.Writer, rs []revocation.Revocation) error {
 func schemaHint(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
-		return fmt.Errorf("the database has no ragfence.revocations table: run `ragfence migrate --db URL` first (%w)", err)
+		return fmt.Errorf("the database lacks ragfence's tables: run `ragfence migrate --db URL` first (%w)", err)
 	}
 	return err
 }

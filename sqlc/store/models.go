@@ -47,6 +47,25 @@ type DocumentGrant struct {
 	Permission string `json:"permission"`
 }
 
+type RagfenceApproval struct {
+	ID               pgtype.UUID        `json:"id"`
+	Tenant           string             `json:"tenant"`
+	Subject          string             `json:"subject"`
+	Agent            string             `json:"agent"`
+	Resource         string             `json:"resource"`
+	Rule             string             `json:"rule"`
+	Reason           string             `json:"reason"`
+	Status           string             `json:"status"`
+	RequestedBy      string             `json:"requested_by"`
+	RequestedAt      pgtype.Timestamptz `json:"requested_at"`
+	RequestExpiresAt pgtype.Timestamptz `json:"request_expires_at"`
+	TtlSeconds       pgtype.Float8      `json:"ttl_seconds"`
+	DecidedAt        pgtype.Timestamptz `json:"decided_at"`
+	DecidedBy        pgtype.Text        `json:"decided_by"`
+	ValidFrom        pgtype.Timestamptz `json:"valid_from"`
+	ValidUntil       pgtype.Timestamptz `json:"valid_until"`
+}
+
 type RagfenceAuditLog struct {
 	ID            int64              `json:"id"`
 	DecidedAt     pgtype.Timestamptz `json:"decided_at"`

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ragfence/ragfence/approval"
+)
+
+func init() {
+	register("approve", "approve (or --deny) an agent's pending approval request as an operator", runApprove)
+	register("grant", "approve an agent's approval rule ahead of time, for a window", runGrant)
+}
+
+func runApprove(ctx context.Context, args []string, out, _ io.Writer) error {
+	fs := newFlags("approve", "approve --db URL [--deny] [--by NAME] ID\n\n"+
+		"Decides a pending request (POST /v1/approvals) as an operator; its user can\n"+
+		"decide it too, at POST /v1/approvals/{id}/approve or /deny.", out)
+	db := dbFlag(fs)
+	deny := fs.Bool("deny", false, "deny the request instead")
+	by := fs.String("by", "", "who decides (default: the operating system user)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("give the request's id (GET /v1/approvals lists them)")
+	}
+	conn, _, err := connectPlain(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	a, err := approval.NewStore(conn).Decide(ctx, fs.Arg(0), !*deny, approval.Decider{By: operatorName(*by)})
+	if err != nil {
+		return schemaHint(err)
+	}
+	if a.Status == approval.StatusApproved {
+		fmt.Fprintf(out, "approved %s until %s\n", a.ID, a.ValidUntil.UTC().Format(time.RFC3339))
+		return nil
+	}
+	fmt.Fprintf(out, "denied %s\n", a.ID)
+	return nil
+}
+
+func runGrant(ctx context.Context, args []string, out, _ io.Writer) error {
+	fs := newFlags("grant", "grant --db URL --tenant T --subject S --agent A --collection C --rule R --from TIME --until TIME [--reason TEXT]\n\n"+
+		"Lifts the agent's approval rule for the user within the window (RFC 3339\n"+
+		"times), without a request: permission for a planned task. Prints the id.", out)
+	db := dbFlag(fs)
+	var t approval.Target
+	fs.StringVar(&t.Tenant, "tenant", "", "the user's tenant")
+	fs.StringVar(&t.Subject, "subject", "", "the user the agent acts for")
+	fs.StringVar(&t.Agent, "agent", "", "the agent")
+	fs.StringVar(&t.Resource, "collection", "", "the collection (the policy's resource)")
+	fs.StringVar(&t.Rule, "rule", "", "the agent's approval rule")
+	from := fs.String("from", "", "the window's start, RFC 3339 (default: now)")
+	until := fs.String("until", "", "the window's end, RFC 3339")
+	reason := fs.String("reason", "", "why, for the audit trail")
+	by := fs.String("by", "", "who grants (default: the operating system user)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if t.Tenant == "" || t.Subject == "" || t.Agent == "" || t.Resource == "" || t.Rule == "" || *until == "" {
+		return usagef("--tenant, --subject, --agent, --collection, --rule and --until are required")
+	}
+	start, end := time.Now(), time.Time{}
+	var err error
+	if *from != "" {
+		if start, err = time.Parse(time.RFC3339, *from); err != nil {
+			return usagef("--from must be an RFC 3339 time such as 2026-12-01T09:00:00Z")
+		}
+	}
+	if end, err = time.Parse(time.RFC3339, *until); err != nil {
+		return usagef("--until must be an RFC 3339 time such as 2026-12-01T17:00:00Z")
+	}
+	if !end.After(start) {
+		return usagef("--until must be after --from")
+	}
+	conn, _, err := connectPlain(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	a, err := approval.NewStore(conn).Grant(ctx, t, start, end, operatorName(*by), *reason)
+	if err != nil {
+		return schemaHint(err)
+	}
+	fmt.Fprintln(out, a.ID)
+	return nil
+}

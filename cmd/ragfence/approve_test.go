@@ -1,0 +1,49 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ragfence/ragfence/approval"
+	"github.com/ragfence/ragfence/internal/testdb"
+)
+
+func TestGrantAndApproveCommands(t *testing.T) {
+	dsn := testdb.Database(t)
+	ctx := context.Background()
+	mustRun(t, ctx, "migrate", "--db", dsn)
+	from, until := time.Now().Add(time.Hour).UTC(), time.Now().Add(3*time.Hour).UTC()
+	id := strings.TrimSpace(mustRun(t, ctx, "grant", "--db", dsn, "--tenant", "acme", "--subject", "alice", "--agent", "auditor",
+		"--collection", "chunks", "--rule", "classified", "--from", from.Format(time.RFC3339), "--until", until.Format(time.RFC3339),
+		"--reason", "quarterly audit"))
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	s := approval.NewStore(conn)
+	list, err := s.OfSubject(ctx, "acme", "alice")
+	if err != nil || len(list) != 1 || list[0].ID != id || !list[0].ValidFrom.Equal(from.Truncate(time.Second)) {
+		t.Fatalf("after grant: %+v %v (id %s)", list, err, id)
+	}
+	req, err := s.Request(ctx, approval.Target{Tenant: "acme", Subject: "alice", Agent: "summarizer", Resource: "chunks", Rule: "classified"},
+		"", 30*time.Minute, approval.DefaultPendingFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, ctx, "approve", "--db", dsn, "--by", "secops", req.ID); !strings.HasPrefix(out, "approved "+req.ID+" until ") {
+		t.Errorf("approve printed %q", out)
+	}
+	var o, e bytes.Buffer
+	if code := run(ctx, []string{"approve", "--db", dsn, req.ID}, &o, &e); code != exitFailure || !strings.Contains(e.String(), "no pending approval request") {
+		t.Errorf("approving twice: exit %d: %s", code, e.String())
+	}
+	if code := run(ctx, []string{"grant", "--db", dsn, "--tenant", "acme"}, &o, &e); code != exitUsage {
+		t.Errorf("grant without its flags: exit %d", code)
+	}
+}
