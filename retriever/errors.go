@@ -1,69 +1,51 @@
 package retriever
 
-import (
-	"errors"
-	"net/http"
-)
+import "errors"
 
-// Code is a stable error code returned to clients as error.code.
+// Code is a stable error code: what a client is told (error.code over
+// HTTP) and what a Go caller branches on (CodeOf).
 type Code string
 
-// Error codes of the API, with the HTTP status each is answered with.
+// Codes of the search, and of the request pipeline in front of it
+// (retriever/service), which answers with the same *Error. A transport adds
+// the codes of its own wire format (retriever/httpapi: invalid_json and
+// others) and maps each code to its own status.
 const (
-	CodeInvalidJSON       Code = "invalid_json"         // 400: malformed JSON, unknown fields, duplicate keys, keys matching a field only in another case
-	CodeInvalidEmbedding  Code = "invalid_embedding"    // 400: missing, wrong dimension, not finite, or no cosine distance (zero norm)
-	CodeInvalidK          Code = "invalid_k"            // 400: k out of range
-	CodeInvalidQuery      Code = "invalid_query"        // 400: query text empty or too long
-	CodeInvalidMinScore   Code = "invalid_min_score"    // 400: min_score outside [-1, 1]
-	CodeUnknownCollection Code = "unknown_collection"   // 400: not a resource of the policy
-	CodeInvalidFilter     Code = "invalid_filter"       // 400: undeclared field or bad operator
-	CodeInvalidSubject    Code = "invalid_subject"      // 400: a token claim has the wrong type for the policy
-	CodeUnauthenticated   Code = "unauthenticated"      // 401: missing, malformed, forged or expired token
-	CodeAgentNotGranted   Code = "agent_not_granted"    // 403: the agent has no grant on the collection
-	CodeBodyTooLarge      Code = "body_too_large"       // 413
-	CodeUnsupportedMedia  Code = "unsupported_media"    // 415: not application/json
-	CodeNotFound          Code = "not_found"            // 404
-	CodeMethodNotAllowed  Code = "method_not_allowed"   // 405
-	CodeUnavailable       Code = "unavailable"          // 503: database down or audit log full
-	CodeTimeout           Code = "timeout"              // 504: the statement timeout expired
-	CodeInternal          Code = "internal"             // 500
-	CodeEmbedderFailed    Code = "embedder_unavailable" // 502: the embedding service failed
+	CodeInvalidEmbedding  Code = "invalid_embedding"    // missing, wrong dimension, not finite, or no cosine distance (zero norm)
+	CodeInvalidK          Code = "invalid_k"            // k out of range
+	CodeInvalidQuery      Code = "invalid_query"        // query text empty or too long
+	CodeInvalidMinScore   Code = "invalid_min_score"    // min_score outside [-1, 1]
+	CodeUnknownCollection Code = "unknown_collection"   // not a resource of the policy
+	CodeInvalidFilter     Code = "invalid_filter"       // undeclared field, bad operator, or a value that does not fit the field's type
+	CodeInvalidSubject    Code = "invalid_subject"      // a token claim has the wrong type for the policy
+	CodeUnauthenticated   Code = "unauthenticated"      // missing, malformed, forged or expired token; or no subject or tenant
+	CodeAgentNotGranted   Code = "agent_not_granted"    // the agent has no grant on the collection
+	CodeUnavailable       Code = "unavailable"          // database down, request cancelled, or audit log full
+	CodeTimeout           Code = "timeout"              // the statement timeout expired
+	CodeInternal          Code = "internal"             // a failure the caller cannot have caused
+	CodeEmbedderFailed    Code = "embedder_unavailable" // the embedding service failed
 )
 
-var statusOf = map[Code]int{
-	CodeInvalidJSON: http.StatusBadRequest, CodeInvalidEmbedding: http.StatusBadRequest,
-	CodeInvalidK: http.StatusBadRequest, CodeInvalidQuery: http.StatusBadRequest, CodeInvalidMinScore: http.StatusBadRequest,
-	CodeUnknownCollection: http.StatusBadRequest, CodeInvalidFilter: http.StatusBadRequest,
-	CodeInvalidSubject: http.StatusBadRequest, CodeUnauthenticated: http.StatusUnauthorized,
-	CodeAgentNotGranted: http.StatusForbidden, CodeBodyTooLarge: http.StatusRequestEntityTooLarge,
-	CodeUnsupportedMedia: http.StatusUnsupportedMediaType, CodeNotFound: http.StatusNotFound,
-	CodeMethodNotAllowed: http.StatusMethodNotAllowed, CodeUnavailable: http.StatusServiceUnavailable,
-	CodeTimeout: http.StatusGatewayTimeout, CodeInternal: http.StatusInternalServerError,
-	CodeEmbedderFailed: http.StatusBadGateway,
-}
-
-// RequestError is a request the retriever refuses, with a message that is
-// safe to show the client: it never echoes tokens, secrets or other
-// tenants' data.
-type RequestError struct {
+// Error is a query the retriever refuses or could not answer. Msg is safe
+// to show the client: it never echoes tokens, secrets or other tenants'
+// data. Err is the cause, for logs only.
+type Error struct {
 	Code Code
 	Msg  string
-	Err  error // the cause, for logs only
+	Err  error
 }
 
-func (e *RequestError) Error() string { return string(e.Code) + ": " + e.Msg }
-func (e *RequestError) Unwrap() error { return e.Err }
+// Error returns the code and the client-safe message, never the cause.
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Msg }
 
-// Status is the HTTP status the error is answered with.
-func (e *RequestError) Status() int {
-	if s, ok := statusOf[e.Code]; ok {
-		return s
+// Unwrap returns the cause, if any.
+func (e *Error) Unwrap() error { return e.Err }
+
+// CodeOf returns the Code of the *Error in err's chain, or "".
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
 	}
-	return http.StatusInternalServerError
-}
-
-func asRequestError(err error) (*RequestError, bool) {
-	var re *RequestError
-	ok := errors.As(err, &re)
-	return re, ok
+	return ""
 }

@@ -1,6 +1,8 @@
 package retriever
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"github.com/ragfence/ragfence/filter"
@@ -8,23 +10,37 @@ import (
 
 // Every refusal of the filter reaches the client under its own code; none
 // is answered as another (no_subject and invalid_alias used to be
-// unknown_collection).
+// unknown_collection). The HTTP status of each is httpapi's
+// TestFilterRefusalStatuses.
 func TestFilterErrorsKeepTheirMeaning(t *testing.T) {
 	for _, tc := range []struct {
-		code   filter.Code
-		want   Code
-		status int
+		code filter.Code
+		want Code
 	}{
-		{filter.CodeAgentNotGranted, CodeAgentNotGranted, 403},
-		{filter.CodeInvalidSubject, CodeInvalidSubject, 400},
-		{filter.CodeUnknownResource, CodeUnknownCollection, 400},
-		{filter.CodeNoSubject, CodeUnauthenticated, 401},
-		{filter.CodeInvalidAlias, CodeInternal, 500},
+		{filter.CodeAgentNotGranted, CodeAgentNotGranted},
+		{filter.CodeInvalidSubject, CodeInvalidSubject},
+		{filter.CodeUnknownResource, CodeUnknownCollection},
+		{filter.CodeNoSubject, CodeUnauthenticated},
+		{filter.CodeInvalidAlias, CodeInternal},
 	} {
 		fe := &filter.Error{Code: tc.code, Resource: "chunks", Msg: "m"}
-		got := filterError(fe, fe)
-		if got.Code != tc.want || got.Status() != tc.status {
-			t.Errorf("%s: answered %s (%d), want %s (%d)", tc.code, got.Code, got.Status(), tc.want, tc.status)
+		if got := filterError(fe, fe); got.Code != tc.want {
+			t.Errorf("%s: answered %s, want %s", tc.code, got.Code, tc.want)
 		}
+		// And so through a search's classification, wrapped as Search wraps.
+		if got := classify(context.Background(), errors.Join(errors.New("search"), fe), false); got.Code != tc.want {
+			t.Errorf("%s: classified as %s, want %s", tc.code, got.Code, tc.want)
+		}
+	}
+}
+
+// CodeOf reads an *Error anywhere in the chain, and nothing else.
+func TestCodeOf(t *testing.T) {
+	wrapped := errors.Join(errors.New("context"), &Error{Code: CodeTimeout, Msg: "m"})
+	if got := CodeOf(wrapped); got != CodeTimeout {
+		t.Errorf("CodeOf(wrapped) = %q, want timeout", got)
+	}
+	if got := CodeOf(errors.New("plain")); got != "" {
+		t.Errorf("CodeOf(plain) = %q, want \"\"", got)
 	}
 }

@@ -7,16 +7,17 @@ import (
 )
 
 // SearchStatement is what Search builds before it touches the database: the
-// policy fragment, then the search statement and its arguments. It exists
-// for BenchmarkSearchQueryBuilding and calls search.go's unexported builder,
-// so when that builder changes this is the one place to adapt.
-func SearchStatement(p *filter.Policy, req filter.Request, q Query) (string, []any, error) {
+// policy fragment, then the search statement and its arguments, through the
+// searcher's template cache. It exists for BenchmarkSearchQueryBuilding and
+// calls search.go's unexported builder, so when that builder changes this is
+// the one place to adapt.
+func (s *Searcher) SearchStatement(p *filter.Policy, req filter.Request, q Query) (string, []any, error) {
 	req.Alias = alias
 	frag, err := p.Fragment(q.Resource, req)
 	if err != nil {
 		return "", nil, err
 	}
-	st, err := searchStatements(p, frag, q, DefaultOverfetch)
+	st, err := s.statements(p, frag, q, DefaultOverfetch)
 	return st.index, st.indexArgs, err
 }
 
@@ -26,16 +27,16 @@ type Statements struct {
 	IndexArgs, ExactArgs, PermitArgs []any
 }
 
-// CachedAndBuilt returns q's statements twice: through the template cache
-// (after priming it with primer, a query for another subject) and freshly
-// rendered by squirrel.
-func CachedAndBuilt(p *filter.Policy, req filter.Request, q Query, primerReq filter.Request, primer Query) (cached, built Statements, err error) {
+// CachedAndBuilt returns q's statements twice: through the searcher's
+// template cache (after priming it with primer, a query for another
+// subject) and freshly rendered by squirrel.
+func (s *Searcher) CachedAndBuilt(p *filter.Policy, req filter.Request, q Query, primerReq filter.Request, primer Query) (cached, built Statements, err error) {
 	primerReq.Alias = alias
 	primerFrag, err := p.Fragment(primer.Resource, primerReq)
 	if err != nil {
 		return cached, built, err
 	}
-	if _, err := searchStatements(p, primerFrag, primer, DefaultOverfetch); err != nil {
+	if _, err := s.statements(p, primerFrag, primer, DefaultOverfetch); err != nil {
 		return cached, built, err
 	}
 	req.Alias = alias
@@ -43,7 +44,7 @@ func CachedAndBuilt(p *filter.Policy, req filter.Request, q Query, primerReq fil
 	if err != nil {
 		return cached, built, err
 	}
-	c, err := searchStatements(p, frag, q, DefaultOverfetch)
+	c, err := s.statements(p, frag, q, DefaultOverfetch)
 	if err != nil {
 		return cached, built, err
 	}

@@ -90,7 +90,7 @@ func filterTarget(res *policy.Resource, column func(string) sq.Sqlizer, field st
 	if slices.Contains(res.Filterable, res.Metadata+"."+key) {
 		return expr(res.Metadata, " -> "+quoteLiteral(key), true)
 	}
-	return target{}, &RequestError{Code: CodeInvalidFilter,
+	return target{}, &Error{Code: CodeInvalidFilter,
 		Msg: fmt.Sprintf("cannot filter on %q: the policy declares these filterable: %s", field, strings.Join(res.Filterable, ", "))}
 }
 
@@ -206,7 +206,7 @@ func scalar(field string, raw json.RawMessage, isJSON bool) (string, error) {
 }
 
 func filterErr(field, format string, args ...any) error {
-	return &RequestError{Code: CodeInvalidFilter, Msg: fmt.Sprintf("filter %q: ", field) + fmt.Sprintf(format, args...)}
+	return &Error{Code: CodeInvalidFilter, Msg: fmt.Sprintf("filter %q: ", field) + fmt.Sprintf(format, args...)}
 }
 
 // quoteLiteral quotes a metadata key from the policy for SQL text that goes

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ragfence/ragfence/filter"
@@ -21,8 +23,9 @@ type Query struct {
 	Resource string `json:"collection"`
 	// Embedding is the query vector; its dimension must match the column's.
 	Embedding []float32 `json:"embedding,omitempty"`
-	// Text is the query as text, embedded by the server's embedder when no
-	// Embedding is given.
+	// Text is the query as text, for a front door that embeds it
+	// (retriever/service, with its Embedder) when no Embedding is given;
+	// Search reads Embedding only.
 	Text string `json:"query,omitempty"`
 	// K is how many chunks to return.
 	K int `json:"k"`
@@ -35,9 +38,9 @@ type Query struct {
 	Explain bool `json:"explain,omitempty"`
 }
 
-// Options tune how a search runs; the zero value is the default strategy.
-type Options struct {
-	// StatementTimeout bounds the query; 0 means the server's default.
+// Config tunes a Searcher; the zero value is the default strategy.
+type Config struct {
+	// StatementTimeout bounds the query; 0 means the database's default.
 	StatementTimeout time.Duration
 	// EfSearch is the smallest hnsw.ef_search, the candidate list of the
 	// index walk: larger finds more of the true nearest chunks and costs
@@ -53,7 +56,12 @@ type Options struct {
 	MaxScanTuples int
 	// Estimates caches the planner's estimate of how many rows each
 	// subject's policy lets through, to choose between PlanExact and
-	// PlanIndex; nil leaves the choice to the planner on every search.
+	// PlanIndex. It is the one cache a caller provides, so that several
+	// searchers may share it: nil keeps none, and every search walks the
+	// index and leaves the rest to the planner and the statement's exact
+	// fallback. A long-running process should keep one (NewEstimates with
+	// DefaultEstimates and DefaultEstimateTTL, which retriever/service
+	// sets when it is nil).
 	Estimates *Estimates
 	// ExactRows is the estimate at or below which the search reads the
 	// permitted rows exactly; 0 means DefaultExactRows.
@@ -69,13 +77,22 @@ type Options struct {
 	StrictOrder bool
 	// OnPlan, when set, is told which plan each search ran.
 	OnPlan func(Plan)
+	// Templates is how many statement templates (one per request shape)
+	// the searcher keeps; 0 means DefaultTemplates, and a negative size is
+	// NewSearcher's error.
+	Templates int
 }
 
-// Defaults of Options, chosen with `ragfence bench` (see docs/performance.md).
+// Defaults of Config, chosen with `ragfence bench` (see docs/performance.md).
 const (
 	DefaultEfSearch      = 100 // the floor; see EfFactor
 	DefaultMaxScanTuples = 20000
 )
+
+// DefaultTemplates is Config.Templates' default: request shapes are few (a
+// policy's fragment shapes times the filters, k and flags clients use), so
+// the cache rarely evicts.
+const DefaultTemplates = 1024
 
 // Result is one chunk the subject may see. Masked columns read as null.
 type Result struct {
@@ -98,20 +115,43 @@ type Batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
+// Searcher runs similarity searches. It keeps, for the life of the
+// process, what searches can share: the statement text per request shape
+// and each table's embedding dimension (so a Searcher serves one
+// database), and the Estimates of its Config. Safe for concurrent use.
+type Searcher struct {
+	cfg       Config
+	templates *lru.Cache[string, statements]
+	dims      sync.Map // table.column -> int, the embedding column's atttypmod
+}
+
+// NewSearcher returns a Searcher tuned by cfg.
+func NewSearcher(cfg Config) (*Searcher, error) {
+	templates, err := lru.New[string, statements](cmp.Or(cfg.Templates, DefaultTemplates))
+	if err != nil {
+		return nil, fmt.Errorf("retriever: Config.Templates %d: %w", cfg.Templates, err)
+	}
+	return &Searcher{cfg: cfg, templates: templates}, nil
+}
+
 // Search returns the K chunks nearest q.Embedding that req's subject may
 // see, nearest first, and the fragment that decided it. Every value is
 // bound; the policy fragment is ANDed into the search's WHERE clause.
 //
 // The search is one round trip: a batch of the transaction's settings and
-// one statement (see buildStatements) whose text holds no subject values.
-func Search(ctx context.Context, db Batcher, p *filter.Policy, req filter.Request, q Query, opt Options) ([]Result, *filter.Fragment, error) {
-	if q.K <= 0 {
-		return nil, nil, errors.New("retriever: k must be positive")
+// one statement (see buildStatements) whose text holds no subject values;
+// the first search of a table also reads its embedding's dimension (see
+// Check). Every error is an *Error with a stable Code.
+func (s *Searcher) Search(ctx context.Context, db Batcher, p *filter.Policy, req filter.Request, q Query) ([]Result, *filter.Fragment, error) {
+	results, frag, err := s.search(ctx, db, p, req, q)
+	if err != nil {
+		return nil, nil, classify(ctx, err, len(q.Filter) > 0)
 	}
-	if len(q.Embedding) == 0 {
-		return nil, nil, errors.New("retriever: the query has no embedding")
-	}
-	if err := checkNorm(q.Embedding); err != nil {
+	return results, frag, nil
+}
+
+func (s *Searcher) search(ctx context.Context, db Batcher, p *filter.Policy, req filter.Request, q Query) ([]Result, *filter.Fragment, error) {
+	if err := s.Check(ctx, db, p, q); err != nil {
 		return nil, nil, err
 	}
 	req.Alias = alias
@@ -122,11 +162,11 @@ func Search(ctx context.Context, db Batcher, p *filter.Policy, req filter.Reques
 	if frag.Outcome == filter.AlwaysDenied {
 		return []Result{}, frag, nil
 	}
-	st, err := searchStatements(p, frag, q, cmp.Or(opt.Overfetch, DefaultOverfetch))
+	st, err := s.statements(p, frag, q, cmp.Or(s.cfg.Overfetch, DefaultOverfetch))
 	if err != nil {
 		return nil, nil, err
 	}
-	results, err := run(ctx, db, st, opt)
+	results, err := s.run(ctx, db, st)
 	if err != nil {
 		return nil, nil, fmt.Errorf("retriever: search %s: %w", q.Resource, err)
 	}
@@ -150,9 +190,9 @@ const settingsSQL = `SELECT set_config('hnsw.iterative_scan', $4, true),
 	set_config('max_parallel_workers_per_gather', '0', true),
 	set_config('jit', 'off', true)`
 
-// requestSettingsSQL is what every other statement the server runs for a
-// request is sent after, in the same batch (one implicit transaction): the
-// statement timeout ($1, as in settingsSQL) and no JIT. JIT compiles when
+// requestSettingsSQL is what every other statement a search runs (the
+// catalog read of Check) is sent after, in the same batch (one implicit
+// transaction): the statement timeout ($1, as in settingsSQL) and no JIT. JIT compiles when
 // a plan's estimated cost passes jit_above_cost, and a policy's conditions
 // repeated over many branches (150 UNION ALL branches over a protected
 // table: 10 s with JIT, 0.16 s without) pass it while the statement itself
@@ -172,7 +212,8 @@ func timeoutSetting(d time.Duration) string {
 // run sends the settings and the search (and, when the plan was not known,
 // the estimate that chooses it next time) as one batch: one round trip, one
 // implicit transaction, so the settings end with it.
-func run(ctx context.Context, db Batcher, st statements, opt Options) ([]Result, error) {
+func (s *Searcher) run(ctx context.Context, db Batcher, st statements) ([]Result, error) {
+	opt := s.cfg
 	var key string
 	if opt.Estimates != nil {
 		var err error
@@ -207,7 +248,7 @@ func run(ctx context.Context, db Batcher, st statements, opt Options) ([]Result,
 }
 
 // maxScanTuples is opt's walk bound; 0 or less means the default.
-func maxScanTuples(opt Options) int {
+func maxScanTuples(opt Config) int {
 	if opt.MaxScanTuples <= 0 {
 		return DefaultMaxScanTuples
 	}

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	sq "github.com/Masterminds/squirrel"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/pgvector/pgvector-go"
 
@@ -13,18 +12,16 @@ import (
 	"github.com/ragfence/ragfence/policy"
 )
 
-// templates caches the statements' text per request shape, so a search
-// renders no SQL, only collects its values (squirrel's rendering was most
-// of a search's in-process time). The key is everything the text is made
-// of: the table and its columns, the fragment's and the returned columns'
-// own SQL (already rendered by the fragment cache), the filter's
-// (value-free) SQL, k, the over-fetch and whether min_score is set. So a
-// reloaded policy, or any other change of the SQL, can never reuse a text.
-var templates, _ = lru.New[string, statements](1024)
-
-// searchStatements returns the search's statements for q, from templates
-// when the shape was seen before.
-func searchStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch int) (statements, error) {
+// statements returns the search's statements for q, from the searcher's
+// templates when the shape was seen before. The templates cache the text
+// per request shape, so a search renders no SQL, only collects its values
+// (squirrel's rendering was most of a search's in-process time). The key is
+// everything the text is made of: the table and its columns, the
+// fragment's and the returned columns' own SQL (already rendered by the
+// fragment cache), the filter's (value-free) SQL, k, the over-fetch and
+// whether min_score is set. So a reloaded policy, or any other change of
+// the SQL, can never reuse a text.
+func (s *Searcher) statements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch int) (statements, error) {
 	res := p.Set().Resources[q.Resource]
 	var cond sq.Sqlizer
 	var filterSQL string
@@ -42,12 +39,12 @@ func searchStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetc
 	if err != nil {
 		return statements{}, err
 	}
-	if t, ok := templates.Get(key); ok {
+	if t, ok := s.templates.Get(key); ok {
 		return t.bind(frag, res.Content, res.Metadata, q, filterArgs), nil
 	}
 	st, err := buildStatements(p, frag, q, overfetch, cond)
 	if err == nil {
-		templates.Add(key, statements{index: st.index, exact: st.exact, permitted: st.permitted, table: st.table, k: st.k})
+		s.templates.Add(key, statements{index: st.index, exact: st.exact, permitted: st.permitted, table: st.table, k: st.k})
 	}
 	return st, err
 }

@@ -35,15 +35,15 @@ const (
 	// when ef_search is about this many times k/s (a filtered walk's
 	// top k is an unfiltered walk's top k/s).
 	DefaultEfFactor = 3
-	// DefaultOverfetch: see Options.Overfetch.
+	// DefaultOverfetch: see Config.Overfetch.
 	DefaultOverfetch = 3
 	// MaxEfSearch is pgvector's upper bound for hnsw.ef_search. A policy
 	// that would need more reads its rows exactly.
 	MaxEfSearch = 1000
 )
 
-// The server's estimate cache: how many subjects' estimates it keeps, and
-// for how long.
+// The estimate cache of a long-running process (retriever/service's
+// default): how many subjects' estimates it keeps, and for how long.
 const (
 	DefaultEstimates   = 10000
 	DefaultEstimateTTL = 5 * time.Minute
@@ -105,7 +105,7 @@ type choice struct {
 // EfSearch); when that exceeds MaxEfSearch, or few rows are permitted, the
 // rows are read exactly. Without one, the statement walks with EfSearch
 // and the planner may still read exactly.
-func choose(cache *Estimates, key string, k int, opt Options) choice {
+func choose(cache *Estimates, key string, k int, opt Config) choice {
 	base := min(max(cmp.Or(opt.EfSearch, DefaultEfSearch), 1), MaxEfSearch)
 	est, ok := cache.get(key)
 	if !ok {

@@ -15,6 +15,7 @@ import (
 	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/internal/e2e"
 )
 
 // recordingBatcher counts round trips and remembers the statements sent.
@@ -32,39 +33,34 @@ func (r *recordingBatcher) SendBatch(ctx context.Context, b *pgx.Batch) pgx.Batc
 	return r.db.SendBatch(ctx, b)
 }
 
-func (u demoUser) subject() *policy.Subject {
-	return &policy.Subject{ID: u.ID, Tenant: u.Tenant, Roles: u.Roles, Groups: u.Groups,
-		Attributes: map[string]any{"clearance": u.Clearance}}
-}
-
 // TestSearchPlansReturnKPermittedRows runs every plan the search can take
 // for several subjects and queries, and checks each answer against the
 // oracle's exact top k: all rows permitted, nearest first, k of them
 // whenever k are permitted, the exact plans exactly the oracle's.
 func TestSearchPlansReturnKPermittedRows(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ctx := context.Background()
 	minScore := 0.3
 	plans := []struct {
 		name   string
-		opt    func() retriever.Options
+		cfg    func() retriever.Config
 		want   retriever.Plan
 		exact  bool // the answer must equal the oracle's
 		approx bool // too small a walk to expect most of the top k
 	}{
-		{"planner decides", func() retriever.Options { return retriever.Options{} }, retriever.PlanIndex, false, false},
-		{"estimate says exact", func() retriever.Options {
-			return retriever.Options{Estimates: retriever.NewEstimates(100, time.Minute), ExactRows: 1 << 30}
+		{"planner decides", func() retriever.Config { return retriever.Config{} }, retriever.PlanIndex, false, false},
+		{"estimate says exact", func() retriever.Config {
+			return retriever.Config{Estimates: retriever.NewEstimates(100, time.Minute), ExactRows: 1 << 30}
 		}, retriever.PlanExact, true, false},
-		{"estimate says index", func() retriever.Options {
-			return retriever.Options{Estimates: retriever.NewEstimates(100, time.Minute), ExactRows: 1, EfFactor: 1}
+		{"estimate says index", func() retriever.Config {
+			return retriever.Config{Estimates: retriever.NewEstimates(100, time.Minute), ExactRows: 1, EfFactor: 1}
 		}, retriever.PlanIndex, false, false},
 		// A walk that gives up after one tuple: the statement's exact arm
 		// must make up the rows.
-		{"index walk cut short", func() retriever.Options {
-			return retriever.Options{MaxScanTuples: 1, EfSearch: 1}
+		{"index walk cut short", func() retriever.Config {
+			return retriever.Config{MaxScanTuples: 1, EfSearch: 1}
 		}, retriever.PlanIndex, false, true},
-		{"strict order", func() retriever.Options { return retriever.Options{StrictOrder: true} }, retriever.PlanIndex, false, false},
+		{"strict order", func() retriever.Config { return retriever.Config{StrictOrder: true} }, retriever.PlanIndex, false, false},
 	}
 	queries := []struct {
 		name     string
@@ -85,20 +81,21 @@ func TestSearchPlansReturnKPermittedRows(t *testing.T) {
 				for topic := range 3 {
 					name := fmt.Sprintf("%s/%s/%s/topic%d", plan.name, qc.name, id, topic)
 					t.Run(name, func(t *testing.T) {
-						u := f.user(t, id)
-						vec := f.topic(topic * 7)
-						opt := plan.opt()
+						u := f.User(t, id)
+						vec := f.Topic(topic * 7)
+						cfg := plan.cfg()
 						var ran []retriever.Plan
-						opt.OnPlan = func(p retriever.Plan) { ran = append(ran, p) }
+						cfg.OnPlan = func(p retriever.Plan) { ran = append(ran, p) }
+						s := e2e.NewSearcher(t, cfg)
 						q := retriever.Query{Resource: "chunks", Embedding: vec, K: qc.k, MinScore: qc.minScore}
-						req := filter.Request{Subject: u.subject()}
-						if opt.Estimates != nil { // the first search fills the estimate
-							if _, _, err := retriever.Search(ctx, f.pool, f.policy, req, q, opt); err != nil {
-								t.Fatal(err)
-							}
+						req := filter.Request{Subject: u.Subject()}
+						// The first search reads the embedding's dimension and
+						// fills the estimate.
+						if _, _, err := s.Search(ctx, f.Pool, f.Policy, req, q); err != nil {
+							t.Fatal(err)
 						}
-						rb := &recordingBatcher{db: f.pool}
-						res, _, err := retriever.Search(ctx, rb, f.policy, req, q, opt)
+						rb := &recordingBatcher{db: f.Pool}
+						res, _, err := s.Search(ctx, rb, f.Policy, req, q)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -116,9 +113,9 @@ func TestSearchPlansReturnKPermittedRows(t *testing.T) {
 	}
 }
 
-func checkPlanAnswer(t *testing.T, f *e2eFixture, u demoUser, q []float32, k int, extra string, res []retriever.Result, exact, approx bool) {
+func checkPlanAnswer(t *testing.T, f *e2e.Fixture, u e2e.User, q []float32, k int, extra string, res []retriever.Result, exact, approx bool) {
 	t.Helper()
-	want := f.exactTopK(t, u, q, k, extra)
+	want := f.ExactTopK(t, u, q, k, extra)
 	got := make([]string, len(res))
 	for i, r := range res {
 		got[i] = r.ID
@@ -129,7 +126,7 @@ func checkPlanAnswer(t *testing.T, f *e2eFixture, u demoUser, q []float32, k int
 	if len(got) != len(want) {
 		t.Fatalf("%d results, the oracle has %d permitted rows for this query (k=%d)", len(got), len(want), k)
 	}
-	if bad := f.invisible(t, u, got); len(bad) > 0 {
+	if bad := f.Invisible(t, u, got); len(bad) > 0 {
 		t.Fatalf("rows %v are not visible to %s", bad, u.ID)
 	}
 	if exact && !slices.Equal(got, want) {
@@ -153,14 +150,19 @@ func checkPlanAnswer(t *testing.T, f *e2eFixture, u demoUser, q []float32, k int
 // by text, so subjects whose fragments have the same shape must send the
 // same text, and no subject's values may appear in it.
 func TestSearchStatementTextCarriesNoValues(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ctx := context.Background()
 	byShape := map[string][]string{}
-	for _, u := range f.data.Users {
-		du := f.user(t, u.ID)
-		rb := &recordingBatcher{db: f.pool}
-		q := retriever.Query{Resource: "chunks", Embedding: f.topic(1), K: 10}
-		_, frag, err := retriever.Search(ctx, rb, f.policy, filter.Request{Subject: du.subject()}, q, retriever.Options{})
+	s := e2e.NewSearcher(t, retriever.Config{})
+	q := retriever.Query{Resource: "chunks", Embedding: f.Topic(1), K: 10}
+	// Reads the embedding's dimension, so each search below is its own batch only.
+	if _, _, err := s.Search(ctx, f.Pool, f.Policy, filter.Request{Subject: f.User(t, "alice").Subject()}, q); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range f.Data.Users {
+		du := f.User(t, u.ID)
+		rb := &recordingBatcher{db: f.Pool}
+		_, frag, err := s.Search(ctx, rb, f.Policy, filter.Request{Subject: du.Subject()}, q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,8 +178,8 @@ func TestSearchStatementTextCarriesNoValues(t *testing.T) {
 		}
 		byShape[frag.Shape()] = rb.sql
 	}
-	if len(byShape) >= len(f.data.Users) {
-		t.Errorf("every one of %d subjects has its own statement shape: nothing is shared", len(f.data.Users))
+	if len(byShape) >= len(f.Data.Users) {
+		t.Errorf("every one of %d subjects has its own statement shape: nothing is shared", len(f.Data.Users))
 	}
 }
 
@@ -187,7 +189,7 @@ func TestSearchStatementTextCarriesNoValues(t *testing.T) {
 // primed by another subject with other filter values; subjects with and
 // without the metadata mask, filters, min_score and several k.
 func TestCachedStatementsMatchBuilt(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	minA, minB := 0.2, 0.45
 	filters := [][2]retriever.Filter{
 		{nil, nil},
@@ -198,15 +200,16 @@ func TestCachedStatementsMatchBuilt(t *testing.T) {
 		},
 	}
 	users := []string{"alice", "bob", "carol", "dave"}
+	s := e2e.NewSearcher(t, retriever.Config{})
 	for i, id := range users {
-		u, other := f.user(t, id), f.user(t, users[(i+1)%len(users)])
+		u, other := f.User(t, id), f.User(t, users[(i+1)%len(users)])
 		for fi, flt := range filters {
 			for _, k := range []int{1, 10} {
 				for _, ms := range [][2]*float64{{nil, nil}, {&minA, &minB}} {
-					q := retriever.Query{Resource: "chunks", Embedding: f.topic(3), K: k, Filter: flt[0], MinScore: ms[0]}
-					primer := retriever.Query{Resource: "chunks", Embedding: f.topic(9), K: k, Filter: flt[1], MinScore: ms[1]}
-					cached, built, err := retriever.CachedAndBuilt(f.policy, filter.Request{Subject: u.subject()}, q,
-						filter.Request{Subject: other.subject()}, primer)
+					q := retriever.Query{Resource: "chunks", Embedding: f.Topic(3), K: k, Filter: flt[0], MinScore: ms[0]}
+					primer := retriever.Query{Resource: "chunks", Embedding: f.Topic(9), K: k, Filter: flt[1], MinScore: ms[1]}
+					cached, built, err := s.CachedAndBuilt(f.Policy, filter.Request{Subject: u.Subject()}, q,
+						filter.Request{Subject: other.Subject()}, primer)
 					if err != nil {
 						t.Fatalf("%s filter %d k %d: %v", id, fi, k, err)
 					}
@@ -250,11 +253,12 @@ resources:
 	after := compile(src)
 	req := filter.Request{Subject: &policy.Subject{ID: "u", Tenant: "t"}}
 	q := retriever.Query{Resource: "chunks", Embedding: []float32{1, 0}, K: 5}
-	a, _, err := retriever.SearchStatement(before, req, q)
+	s := e2e.NewSearcher(t, retriever.Config{})
+	a, _, err := s.SearchStatement(before, req, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := retriever.SearchStatement(after, req, q)
+	b, _, err := s.SearchStatement(after, req, q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ type benchFlags struct {
 	quick, keep                     bool
 	rows, queries, concurrency      int
 	exactQueries                    int
-	search                          retriever.Options
+	search                          retriever.Config
 }
 
 func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -190,7 +190,13 @@ func openBenchEnv(ctx context.Context, s *bench.Scratch, f benchFlags) (*bench.E
 	}
 	search := f.search
 	search.Estimates = retriever.NewEstimates(retriever.DefaultEstimates, retriever.DefaultEstimateTTL) // as serve
-	env := &bench.Env{Pool: pool, RLSPool: rls, Policy: p, Search: search}
+	searcher, err := retriever.NewSearcher(search)
+	if err != nil {
+		pool.Close()
+		rls.Close()
+		return nil, nil, err
+	}
+	env := &bench.Env{Pool: pool, RLSPool: rls, Policy: p, Searcher: searcher}
 	return env, func() { pool.Close(); rls.Close() }, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/ragfence/ragfence/internal/doctor"
 	"github.com/ragfence/ragfence/internal/testdb"
 	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/service"
 )
 
 // TestDemoCommandsWork runs what make run runs (migrate, demo, serve) in
@@ -65,7 +66,7 @@ func TestDemoCommandsWork(t *testing.T) {
 			t.Fatalf("pasted command failed: %s\n%v\n%s", line, err, got)
 		}
 		if strings.HasPrefix(line, "curl ") {
-			var resp retriever.Response
+			var resp service.Response
 			if err := json.Unmarshal(got, &resp); err != nil {
 				t.Fatalf("%s\nprinted %s: %v", line, got, err)
 			}

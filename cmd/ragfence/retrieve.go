@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/service"
 )
 
 func init() {
@@ -35,9 +37,13 @@ func runRetrieve(ctx context.Context, args []string, out, errOut io.Writer) erro
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	results, frag, err := retriever.Search(ctx, conn, p, req, q, retriever.Options{})
+	searcher, err := retriever.NewSearcher(retriever.Config{})
 	if err != nil {
 		return err
+	}
+	results, frag, err := searcher.Search(ctx, conn, p, req, q)
+	if err != nil {
+		return withCause(err)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(out)
@@ -65,9 +71,20 @@ func readQuery(path string) (retriever.Query, error) {
 		return q, fmt.Errorf("%s: invalid request JSON: %w", path, err)
 	}
 	if q.K == 0 {
-		q.K = 10
+		q.K = service.DefaultK
 	}
 	return q, nil
+}
+
+// withCause adds a search error's cause to its message: the operator at the
+// terminal may see what a client is not told ("the server log has the
+// details", and there is no server).
+func withCause(err error) error {
+	var re *retriever.Error
+	if errors.As(err, &re) && re.Err != nil {
+		return fmt.Errorf("%w (%v)", err, re.Err)
+	}
+	return err
 }
 
 func excerpt(s *string, n int) string {

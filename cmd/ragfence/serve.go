@@ -21,6 +21,8 @@ import (
 	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/retriever/auth"
 	"github.com/ragfence/ragfence/retriever/embed"
+	"github.com/ragfence/ragfence/retriever/httpapi"
+	"github.com/ragfence/ragfence/retriever/service"
 )
 
 func init() {
@@ -68,9 +70,9 @@ func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
 	fs.StringVar(&s.tenantClaim, "tenant-claim", "tenant", "claim holding the subject's tenant")
 	fs.StringVar(&s.rolesClaim, "roles-claim", "roles", "claim holding the subject's roles")
 	fs.StringVar(&s.groupsClaim, "groups-claim", "groups", "claim holding the subject's groups")
-	fs.IntVar(&s.defaultK, "default-k", 10, "k when a request gives none")
-	fs.IntVar(&s.maxK, "max-k", 100, "largest k a request may ask for")
-	fs.Int64Var(&s.maxBody, "max-body-bytes", 1<<20, "largest request body")
+	fs.IntVar(&s.defaultK, "default-k", service.DefaultK, "k when a request gives none")
+	fs.IntVar(&s.maxK, "max-k", service.DefaultMaxK, "largest k a request may ask for")
+	fs.Int64Var(&s.maxBody, "max-body-bytes", httpapi.DefaultMaxBodyBytes, "largest request body")
 	fs.DurationVar(&s.statementTimeout, "statement-timeout", 5*time.Second, "per-request query timeout")
 	fs.IntVar(&s.poolMax, "pool-max-conns", 0, "database pool size (0: pgxpool's default)")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed for context.ip")
@@ -145,12 +147,15 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	if err != nil {
 		return err
 	}
-	srv, err := retriever.New(retriever.Config{
+	svc, err := service.New(service.Config{
 		Embedder: embedder,
 		Pool:     pool, Policies: policies, Auth: verifierAuth{verifier}, Audit: writer,
-		DefaultK: s.defaultK, MaxK: s.maxK, MaxBodyBytes: s.maxBody, StatementTimeout: s.statementTimeout,
-		TrustedProxies: proxies, Logger: logger,
+		DefaultK: s.defaultK, MaxK: s.maxK, StatementTimeout: s.statementTimeout, Logger: logger,
 	})
+	if err != nil {
+		return err
+	}
+	srv, err := httpapi.New(httpapi.Config{Service: svc, MaxBodyBytes: s.maxBody, TrustedProxies: proxies, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -199,7 +204,7 @@ func parseCIDRs(list string) ([]*net.IPNet, error) {
 
 // listenAndServe runs until ctx ends, then shuts down in order: stop
 // accepting, finish in-flight requests, flush the audit log.
-func listenAndServe(ctx context.Context, s *serveSettings, srv *retriever.Server, writer *audit.Writer,
+func listenAndServe(ctx context.Context, s *serveSettings, srv *httpapi.Server, writer *audit.Writer,
 	policies *retriever.PolicyStore, logger *slog.Logger, out io.Writer) error {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
@@ -263,20 +268,20 @@ func watchPolicy(ctx context.Context, policies *retriever.PolicyStore, every tim
 	})
 }
 
-// verifierAuth adapts auth.Verifier to retriever.Authenticator.
+// verifierAuth adapts auth.Verifier to service.Authenticator.
 type verifierAuth struct{ v *auth.Verifier }
 
-func (a verifierAuth) Authenticate(ctx context.Context, header string) (retriever.Identity, error) {
+func (a verifierAuth) Authenticate(ctx context.Context, header string) (service.Identity, error) {
 	id, err := a.v.Verify(ctx, header)
 	if err != nil {
-		return retriever.Identity{}, err
+		return service.Identity{}, err
 	}
-	return retriever.Identity{Subject: id.Subject, Agent: id.Agent}, nil
+	return service.Identity{Subject: id.Subject, Agent: id.Agent}, nil
 }
 
 // newEmbedder configures query-text embedding, or returns nil when no
 // embedder URL is set.
-func newEmbedder(s *serveSettings) (retriever.Embedder, error) {
+func newEmbedder(s *serveSettings) (service.Embedder, error) {
 	if s.embedURL == "" {
 		return nil, nil
 	}

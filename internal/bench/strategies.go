@@ -83,8 +83,9 @@ type Env struct {
 	Pool    *pgxpool.Pool // the table owner
 	RLSPool *pgxpool.Pool // rlsRole, subject to row-level security
 	Policy  *filter.Policy
-	// Search tunes the ragfence strategy (zero: retriever's defaults).
-	Search retriever.Options
+	// Searcher runs the ragfence strategy (retriever.NewSearcher, whose
+	// Config tunes it); shared by every cell, as serve shares one.
+	Searcher *retriever.Searcher
 }
 
 // CompilePolicy parses and compiles Policy.
@@ -197,10 +198,10 @@ func (e *Env) fragmentQuery(ctx context.Context, u User, q []float32, orderBy st
 	return ids(e.Pool.Query(ctx, sql, args...))
 }
 
-// ragfence is the product: retriever.Search with its full strategy.
+// ragfence is the product: retriever.Searcher.Search with its full strategy.
 func (e *Env) ragfence(ctx context.Context, u User, q []float32) ([]int64, error) {
-	res, _, err := retriever.Search(ctx, e.Pool, e.Policy, filter.Request{Subject: u.Subject},
-		retriever.Query{Resource: "chunks", Embedding: q, K: K}, e.Search)
+	res, _, err := e.Searcher.Search(ctx, e.Pool, e.Policy, filter.Request{Subject: u.Subject},
+		retriever.Query{Resource: "chunks", Embedding: q, K: K})
 	if err != nil {
 		return nil, err
 	}

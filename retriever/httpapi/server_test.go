@@ -1,4 +1,4 @@
-package retriever_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -17,17 +17,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
-	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/auth"
+	"github.com/ragfence/ragfence/retriever/httpapi"
+	"github.com/ragfence/ragfence/retriever/internal/e2e"
+	"github.com/ragfence/ragfence/retriever/service"
 )
 
 // checkResults checks a 200 answer for u: k results (there are always
 // enough visible rows in the demo data), nearest first, each score the
 // row's true similarity, each row visible to u by the oracle, and most of
 // the exact top k found (HNSW is approximate).
-func checkResults(t *testing.T, f *e2eFixture, u demoUser, q []float32, k int, resp retriever.Response, extra string) map[string]chunkRow {
+func checkResults(t *testing.T, f *e2e.Fixture, u e2e.User, q []float32, k int, resp service.Response, extra string) map[string]e2e.ChunkRow {
 	t.Helper()
 	got := resultIDs(resp)
 	if len(got) != k {
@@ -38,16 +39,16 @@ func checkResults(t *testing.T, f *e2eFixture, u demoUser, q []float32, k int, r
 			t.Errorf("%s: result %d scores %v, more than result %d (%v): not ordered", u.ID, i, resp.Results[i].Score, i-1, resp.Results[i-1].Score)
 		}
 	}
-	rows := f.chunks(t, got, q)
+	rows := f.Chunks(t, got, q)
 	for _, r := range resp.Results {
-		if want := 1 - rows[r.ID].distance; absFloat(r.Score-want) > 1e-5 {
+		if want := 1 - rows[r.ID].Distance; absFloat(r.Score-want) > 1e-5 {
 			t.Errorf("%s: result %s scores %v, its similarity is %v", u.ID, r.ID, r.Score, want)
 		}
 	}
-	if bad := f.invisible(t, u, got); len(bad) > 0 {
+	if bad := f.Invisible(t, u, got); len(bad) > 0 {
 		t.Errorf("%s: results %v are not visible to %s", u.ID, bad, u.ID)
 	}
-	exact := f.exactTopK(t, u, q, k, extra)
+	exact := f.ExactTopK(t, u, q, k, extra)
 	common := 0
 	for _, id := range exact {
 		if slices.Contains(got, id) {
@@ -69,12 +70,12 @@ func absFloat(x float64) float64 {
 
 // distinguishingTopic returns a topic whose exact top k differ for a and
 // b because of their grants: a's include rows b may not see.
-func (f *e2eFixture) distinguishingTopic(t *testing.T, a, b demoUser, k int) []float32 {
+func distinguishingTopic(t *testing.T, f *e2e.Fixture, a, b e2e.User, k int) []float32 {
 	t.Helper()
-	for i := range f.data.Topics {
-		top := f.exactTopK(t, a, f.topic(i), k, "")
-		if len(f.invisible(t, b, top)) > 0 {
-			return f.topic(i)
+	for i := range f.Data.Topics {
+		top := f.ExactTopK(t, a, f.Topic(i), k, "")
+		if len(f.Invisible(t, b, top)) > 0 {
+			return f.Topic(i)
 		}
 	}
 	t.Fatalf("no topic tells %s and %s apart", a.ID, b.ID)
@@ -82,21 +83,21 @@ func (f *e2eFixture) distinguishingTopic(t *testing.T, a, b demoUser, k int) []f
 }
 
 func TestUsersSeeTheirOwnRows(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
 	const k = 10
-	q := f.distinguishingTopic(t, f.user(t, "alice"), f.user(t, "bob"), k)
-	answers := map[string]retriever.Response{}
+	q := distinguishingTopic(t, f, f.User(t, "alice"), f.User(t, "bob"), k)
+	answers := map[string]service.Response{}
 	for _, id := range []string{"alice", "bob", "dave"} {
-		r := ts.retrieve(t, f.token(t, id, ""), retrieveBody{Collection: "chunks", Embedding: q, K: k})
+		r := ts.retrieve(t, f.Token(t, id, ""), retrieveBody{Collection: "chunks", Embedding: q, K: k})
 		resp := r.response(t)
 		if resp.Decision.ID != r.decisionID() {
 			t.Errorf("%s: decision.id %q, X-Decision-Id %q", id, resp.Decision.ID, r.decisionID())
 		}
-		rows := checkResults(t, f, f.user(t, id), q, k, resp, "")
+		rows := checkResults(t, f, f.User(t, id), q, k, resp, "")
 		for _, res := range resp.Results {
-			if want := f.user(t, id).Tenant; rows[res.ID].tenant != want {
-				t.Errorf("%s got chunk %s of tenant %s", id, res.ID, rows[res.ID].tenant)
+			if want := f.User(t, id).Tenant; rows[res.ID].Tenant != want {
+				t.Errorf("%s got chunk %s of tenant %s", id, res.ID, rows[res.ID].Tenant)
 			}
 		}
 		answers[id] = resp
@@ -106,24 +107,24 @@ func TestUsersSeeTheirOwnRows(t *testing.T) {
 	}
 	// Bob's answer lacks something alice sees that bob may not, and the
 	// other way round: the difference is the policy, not chance.
-	if len(f.invisible(t, f.user(t, "bob"), resultIDs(answers["alice"]))) == 0 {
+	if len(f.Invisible(t, f.User(t, "bob"), resultIDs(answers["alice"]))) == 0 {
 		t.Errorf("every row alice got is visible to bob too, though her exact top %d has rows he may not see", k)
 	}
 	// The default k, when the request gives none.
-	r := ts.retrieve(t, f.token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q})
+	r := ts.retrieve(t, f.Token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q})
 	if n := len(r.response(t).Results); n != 10 {
 		t.Errorf("no k: %d results, want the default 10", n)
 	}
 }
 
 func TestAgentSeesSubsetOfItsUser(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
-	alice := f.user(t, "alice")
+	alice := f.User(t, "alice")
 	const grant = "c.source IN ('wiki', 'drive') AND c.classification = 0"
 	for _, topic := range []int{3, 11} {
-		q := f.topic(topic)
-		r := ts.retrieve(t, f.token(t, "alice", "summarizer"), retrieveBody{Collection: "chunks", Embedding: q, K: 10})
+		q := f.Topic(topic)
+		r := ts.retrieve(t, f.Token(t, "alice", "summarizer"), retrieveBody{Collection: "chunks", Embedding: q, K: 10})
 		resp := r.response(t)
 		if resp.Decision.Agent != "summarizer" {
 			t.Errorf("decision.agent %q, want summarizer", resp.Decision.Agent)
@@ -133,38 +134,38 @@ func TestAgentSeesSubsetOfItsUser(t *testing.T) {
 		}
 		rows := checkResults(t, f, alice, q, 10, resp, grant)
 		for id, c := range rows {
-			if (c.source != "wiki" && c.source != "drive") || c.classification != 0 {
-				t.Errorf("the agent got chunk %s (source %s, classification %d) outside its grant", id, c.source, c.classification)
+			if (c.Source != "wiki" && c.Source != "drive") || c.Classification != 0 {
+				t.Errorf("the agent got chunk %s (source %s, classification %d) outside its grant", id, c.Source, c.Classification)
 			}
 		}
 		// Everything the agent saw, alice may see herself.
-		mine := ts.retrieve(t, f.token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 100}).response(t)
+		mine := ts.retrieve(t, f.Token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 100}).response(t)
 		for _, id := range resultIDs(resp) {
-			if !slices.Contains(resultIDs(mine), id) && len(f.invisible(t, alice, []string{id})) > 0 {
+			if !slices.Contains(resultIDs(mine), id) && len(f.Invisible(t, alice, []string{id})) > 0 {
 				t.Errorf("the agent got chunk %s, which alice may not see", id)
 			}
 		}
 	}
-	r := ts.retrieve(t, f.token(t, "alice", "rogue"), retrieveBody{Collection: "chunks", Embedding: f.topic(3), K: 10})
+	r := ts.retrieve(t, f.Token(t, "alice", "rogue"), retrieveBody{Collection: "chunks", Embedding: f.Topic(3), K: 10})
 	wantError(t, r, http.StatusForbidden, "agent_not_granted")
 }
 
 func TestMaskedColumnsReadNull(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
-	q := f.topic(5)
+	q := f.Topic(5)
 	for _, tc := range []struct {
 		user       string
 		wantMasked bool
 	}{{"alice", true}, {"bob", true}, {"carol", false}} {
-		resp := ts.retrieve(t, f.token(t, tc.user, ""), retrieveBody{Collection: "chunks", Embedding: q, K: 10}).response(t)
+		resp := ts.retrieve(t, f.Token(t, tc.user, ""), retrieveBody{Collection: "chunks", Embedding: q, K: 10}).response(t)
 		if !slices.Equal(resp.Decision.Masked, []string{"contact_email", "metadata"}) {
 			t.Errorf("%s: decision.masked %v, want [contact_email metadata]", tc.user, resp.Decision.Masked)
 		}
 		if len(resp.Results) == 0 {
 			t.Fatalf("%s: no results", tc.user)
 		}
-		rows := f.chunks(t, resultIDs(resp), q)
+		rows := f.Chunks(t, resultIDs(resp), q)
 		for _, res := range resp.Results {
 			null := len(res.Metadata) == 0 || string(res.Metadata) == "null"
 			if null != tc.wantMasked {
@@ -172,8 +173,8 @@ func TestMaskedColumnsReadNull(t *testing.T) {
 			}
 			if !null {
 				var got map[string]any
-				if err := json.Unmarshal(res.Metadata, &got); err != nil || fmt.Sprint(got) != fmt.Sprint(rows[res.ID].metadata) {
-					t.Errorf("%s: chunk %s metadata %s, the table has %v", tc.user, res.ID, res.Metadata, rows[res.ID].metadata)
+				if err := json.Unmarshal(res.Metadata, &got); err != nil || fmt.Sprint(got) != fmt.Sprint(rows[res.ID].Metadata) {
+					t.Errorf("%s: chunk %s metadata %s, the table has %v", tc.user, res.ID, res.Metadata, rows[res.ID].Metadata)
 				}
 			}
 			if res.Content == nil || !strings.Contains(*res.Content, "notes from") {
@@ -187,20 +188,20 @@ func TestMaskedColumnsReadNull(t *testing.T) {
 // mask hides: alice may not read metadata, so filtering on metadata.lang
 // must not tell her which rows have which language.
 func TestFiltersOnMaskedColumnsSeeTheMask(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
-	q := f.topic(5)
-	alice := ts.retrieve(t, f.token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 10,
+	q := f.Topic(5)
+	alice := ts.retrieve(t, f.Token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 10,
 		Filter: map[string]any{"metadata.lang": "de"}}).response(t)
 	if len(alice.Results) != 0 {
-		rows := f.chunks(t, resultIDs(alice), q)
+		rows := f.Chunks(t, resultIDs(alice), q)
 		langs := map[string]int{}
 		for _, r := range rows {
-			langs[fmt.Sprint(r.metadata["lang"])]++
+			langs[fmt.Sprint(r.Metadata["lang"])]++
 		}
 		t.Errorf("alice, who may not read metadata, filtered on metadata.lang = de and got %d rows (languages %v): the filter reveals the masked column", len(alice.Results), langs)
 	}
-	carol := ts.retrieve(t, f.token(t, "carol", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 10,
+	carol := ts.retrieve(t, f.Token(t, "carol", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 10,
 		Filter: map[string]any{"metadata.lang": "de"}}).response(t)
 	if len(carol.Results) != 10 {
 		t.Errorf("carol (pii-reader) filtered on metadata.lang: %d results, want 10", len(carol.Results))
@@ -208,34 +209,34 @@ func TestFiltersOnMaskedColumnsSeeTheMask(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
-	q := f.topic(7)
-	carol := f.user(t, "carol") // reads metadata (pii-reader), sees every acme row
-	tok := f.token(t, "carol", "")
+	q := f.Topic(7)
+	carol := f.User(t, "carol") // reads metadata (pii-reader), sees every acme row
+	tok := f.Token(t, "carol", "")
 	cases := []struct {
 		name   string
 		filter map[string]any
 		sql    string // the same condition for the oracle
-		check  func(chunkRow) bool
+		check  func(e2e.ChunkRow) bool
 	}{
 		{"source", map[string]any{"source": "wiki"}, "c.source = 'wiki'",
-			func(c chunkRow) bool { return c.source == "wiki" }},
+			func(c e2e.ChunkRow) bool { return c.Source == "wiki" }},
 		{"classification $lte", map[string]any{"classification": map[string]any{"$lte": 0}}, "c.classification <= 0",
-			func(c chunkRow) bool { return c.classification <= 0 }},
+			func(c e2e.ChunkRow) bool { return c.Classification <= 0 }},
 		{"source $in", map[string]any{"source": map[string]any{"$in": []string{"slack", "jira"}}}, "c.source IN ('slack', 'jira')",
-			func(c chunkRow) bool { return c.source == "slack" || c.source == "jira" }},
+			func(c e2e.ChunkRow) bool { return c.Source == "slack" || c.Source == "jira" }},
 		{"metadata.lang", map[string]any{"metadata.lang": "de"}, "c.metadata->>'lang' = 'de'",
-			func(c chunkRow) bool { return c.metadata["lang"] == "de" }},
+			func(c e2e.ChunkRow) bool { return c.Metadata["lang"] == "de" }},
 		{"metadata.year range", map[string]any{"metadata.year": map[string]any{"$gte": 2023, "$lt": 2025}},
 			"(c.metadata->>'year')::int >= 2023 AND (c.metadata->>'year')::int < 2025",
-			func(c chunkRow) bool {
-				y, _ := c.metadata["year"].(float64)
+			func(c e2e.ChunkRow) bool {
+				y, _ := c.Metadata["year"].(float64)
 				return y >= 2023 && y < 2025
 			}},
 		{"metadata.topic $ne and source", map[string]any{"metadata.topic": map[string]any{"$ne": "billing"}, "source": "drive"},
 			"c.metadata->>'topic' <> 'billing' AND c.source = 'drive'",
-			func(c chunkRow) bool { return c.metadata["topic"] != "billing" && c.source == "drive" }},
+			func(c e2e.ChunkRow) bool { return c.Metadata["topic"] != "billing" && c.Source == "drive" }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -272,7 +273,7 @@ func TestFilters(t *testing.T) {
 				t.Errorf("result %s scores %v, below min_score %v", r.ID, r.Score, min)
 			}
 		}
-		none := ts.retrieve(t, tok, retrieveBody{Collection: "chunks", Embedding: q, K: 20, MinScore: ptrTo(0.9999)}).response(t)
+		none := ts.retrieve(t, tok, retrieveBody{Collection: "chunks", Embedding: q, K: 20, MinScore: e2e.PtrTo(0.9999)}).response(t)
 		if len(none.Results) != 0 {
 			t.Errorf("min_score 0.9999 kept %d results", len(none.Results))
 		}
@@ -287,27 +288,11 @@ type errorCase struct {
 	send   func(t testing.TB) reply
 }
 
-// downPool is a pool whose every connection attempt is refused.
-func downPool(t testing.TB) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig("postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return pgxvec.RegisterTypes(ctx, c) }
-	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
 // errorCases are one request per error class, against ts (and a second
 // server whose database is down).
-func errorCases(t *testing.T, f *e2eFixture, ts *testServer) []errorCase {
-	alice := f.token(t, "alice", "")
-	vec := f.topic(1)
+func errorCases(t *testing.T, f *e2e.Fixture, ts *testServer) []errorCase {
+	alice := f.Token(t, "alice", "")
+	vec := f.Topic(1)
 	embedding, _ := json.Marshal(vec)
 	post := func(token, contentType string, body []byte) func(testing.TB) reply {
 		return func(t testing.TB) reply {
@@ -324,11 +309,11 @@ func errorCases(t *testing.T, f *e2eFixture, ts *testServer) []errorCase {
 	}
 	js := func(format string, args ...any) []byte { return []byte(fmt.Sprintf(format, args...)) }
 	ok := js(`{"collection": "chunks", "embedding": %s, "k": 3}`, embedding)
-	as := func(c auth.MintClaims) string { return mintToken(t, c) }
-	u := f.user(t, "alice")
+	as := func(c auth.MintClaims) string { return e2e.MintToken(t, c) }
+	u := f.User(t, "alice")
 	claims := func(edit func(*auth.MintClaims)) auth.MintClaims {
 		c := auth.MintClaims{Subject: u.ID, Tenant: u.Tenant, Roles: u.Roles, Groups: u.Groups,
-			Attributes: map[string]any{"clearance": u.Clearance}, IssuedAt: fixedNow}
+			Attributes: map[string]any{"clearance": u.Clearance}, IssuedAt: e2e.FixedNow}
 		edit(&c)
 		return c
 	}
@@ -340,14 +325,14 @@ func errorCases(t *testing.T, f *e2eFixture, ts *testServer) []errorCase {
 	huge := strings.Replace(string(embedding), "[", "[1e39,", 1)
 	over := append(js(`{"collection": "chunks", "embedding": %s, "k": 3, "pad": "`, embedding), bytes.Repeat([]byte("x"), 1<<20)...)
 	over = append(over, `"}`...)
-	down := newServer(t, serverOptions{pool: downPool(t)})
+	down := newServer(t, serverOptions{pool: e2e.DownPool(t)})
 
 	return []errorCase{
 		{"malformed JSON", 400, "invalid_json", post(alice, "application/json", js(`{"collection": "chunks", "embedding": [0.1,`))},
 		{"unknown field", 400, "invalid_json", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s, "colour": "red"}`, embedding))},
 		{"two JSON values", 400, "invalid_json", post(alice, "application/json", append(slices.Clone(ok), ok...))},
 		{"empty body", 400, "invalid_json", post(alice, "application/json", []byte{})},
-		{"wrong dimension", 400, "invalid_embedding", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s}`, mustMarshal(wrongDim)))},
+		{"wrong dimension", 400, "invalid_embedding", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s}`, e2e.MustMarshal(wrongDim)))},
 		{"beyond float32", 400, "invalid_embedding", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s}`, huge))},
 		{"empty embedding", 400, "invalid_embedding", post(alice, "application/json", js(`{"collection": "chunks", "embedding": []}`))},
 		{"no embedding", 400, "invalid_embedding", post(alice, "application/json", js(`{"collection": "chunks"}`))},
@@ -374,11 +359,11 @@ func errorCases(t *testing.T, f *e2eFixture, ts *testServer) []errorCase {
 		{"malformed token", 401, "unauthenticated", post("not.a.jwt", "application/json", ok)},
 		{"forged signature", 401, "unauthenticated", post(forged, "application/json", ok)},
 		{"expired token", 401, "unauthenticated", post(as(claims(func(c *auth.MintClaims) {
-			c.IssuedAt, c.Lifetime = fixedNow.Add(-time.Hour), 10*time.Minute
+			c.IssuedAt, c.Lifetime = e2e.FixedNow.Add(-time.Hour), 10*time.Minute
 		})), "application/json", ok)},
-		{"token not valid yet", 401, "unauthenticated", post(as(claims(func(c *auth.MintClaims) { c.IssuedAt = fixedNow.Add(time.Hour) })), "application/json", ok)},
+		{"token not valid yet", 401, "unauthenticated", post(as(claims(func(c *auth.MintClaims) { c.IssuedAt = e2e.FixedNow.Add(time.Hour) })), "application/json", ok)},
 		{"lifetime over the maximum", 401, "unauthenticated", post(as(claims(func(c *auth.MintClaims) { c.Lifetime = 16 * time.Minute })), "application/json", ok)},
-		{"agent without a grant", 403, "agent_not_granted", post(f.token(t, "alice", "rogue"), "application/json", ok)},
+		{"agent without a grant", 403, "agent_not_granted", post(f.Token(t, "alice", "rogue"), "application/json", ok)},
 		{"body over the limit", 413, "body_too_large", post(alice, "application/json", over)},
 		{"database down", 503, "unavailable", func(t testing.TB) reply {
 			r := httpDo(t, http.MethodPost, down.URL+"/v1/retrieve", "application/json", "Bearer "+alice, ok)
@@ -396,16 +381,8 @@ func errorCases(t *testing.T, f *e2eFixture, ts *testServer) []errorCase {
 	}
 }
 
-func mustMarshal(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
 func TestErrorClasses(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
 	for _, c := range errorCases(t, f, ts) {
 		t.Run(c.name, func(t *testing.T) {
@@ -424,7 +401,7 @@ func TestErrorClasses(t *testing.T) {
 // TestErrorsLeakNothing checks no answer or log line repeats a token, the
 // secret, or rows of the data, whatever the error.
 func TestErrorsLeakNothing(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
 	var bodies []string
 	for _, c := range errorCases(t, f, ts) {
@@ -432,16 +409,16 @@ func TestErrorsLeakNothing(t *testing.T) {
 	}
 	// Tokens that fail late, after the signature check, carry real claims.
 	late := []string{
-		f.token(t, "alice", "rogue"),
-		f.token(t, "dave", "rogue"),
-		mintToken(t, auth.MintClaims{Subject: "alice", Tenant: "acme", IssuedAt: fixedNow.Add(-time.Hour), Lifetime: time.Minute}),
-		mintToken(t, auth.MintClaims{Subject: "alice", Tenant: "acme", IssuedAt: fixedNow, Lifetime: time.Hour}),
-		mintToken(t, auth.MintClaims{Subject: "alice", Tenant: "acme", IssuedAt: fixedNow, Attributes: map[string]any{"clearance": "top"}}),
+		f.Token(t, "alice", "rogue"),
+		f.Token(t, "dave", "rogue"),
+		e2e.MintToken(t, auth.MintClaims{Subject: "alice", Tenant: "acme", IssuedAt: e2e.FixedNow.Add(-time.Hour), Lifetime: time.Minute}),
+		e2e.MintToken(t, auth.MintClaims{Subject: "alice", Tenant: "acme", IssuedAt: e2e.FixedNow, Lifetime: time.Hour}),
+		e2e.MintToken(t, auth.MintClaims{Subject: "alice", Tenant: "acme", IssuedAt: e2e.FixedNow, Attributes: map[string]any{"clearance": "top"}}),
 	}
 	for _, tok := range late {
-		bodies = append(bodies, string(ts.retrieve(t, tok, retrieveBody{Collection: "chunks", Embedding: f.topic(1)}).body))
+		bodies = append(bodies, string(ts.retrieve(t, tok, retrieveBody{Collection: "chunks", Embedding: f.Topic(1)}).body))
 	}
-	tokens := append(late, f.token(t, "alice", ""))
+	tokens := append(late, f.Token(t, "alice", ""))
 	logs := ts.log.String()
 	for _, b := range bodies {
 		for _, tok := range tokens {
@@ -451,7 +428,7 @@ func TestErrorsLeakNothing(t *testing.T) {
 				t.Errorf("an error body repeats a token: %s", b)
 			}
 		}
-		for _, leak := range []string{string(testSecret), "globex", "initech", "notes from", "@acme.example"} {
+		for _, leak := range []string{string(e2e.Secret), "globex", "initech", "notes from", "@acme.example"} {
 			if strings.Contains(b, leak) {
 				t.Errorf("an error body contains %q: %s", leak, b)
 			}
@@ -462,7 +439,7 @@ func TestErrorsLeakNothing(t *testing.T) {
 			t.Errorf("the log repeats a token")
 		}
 	}
-	if strings.Contains(logs, string(testSecret)) {
+	if strings.Contains(logs, string(e2e.Secret)) {
 		t.Errorf("the log contains the secret")
 	}
 }
@@ -471,18 +448,18 @@ func TestErrorsLeakNothing(t *testing.T) {
 // database under the running server: a request may fail meanwhile, as 503
 // (each pooled connection fails once when next used), then they succeed.
 func TestRecoversWhenConnectionsDie(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
-	tok := f.token(t, "alice", "")
-	q := retrieveBody{Collection: "chunks", Embedding: f.topic(4), K: 5}
+	tok := f.Token(t, "alice", "")
+	q := retrieveBody{Collection: "chunks", Embedding: f.Topic(4), K: 5}
 	ts.retrieve(t, tok, q).response(t)
 	// Fill the pool, so every connection the next requests get is one that
 	// is terminated.
 	ctx := context.Background()
-	maxConns := int(f.pool.Config().MaxConns)
+	maxConns := int(f.Pool.Config().MaxConns)
 	var conns []*pgxpool.Conn
 	for range maxConns {
-		c, err := f.pool.Acquire(ctx)
+		c, err := f.Pool.Acquire(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -491,7 +468,7 @@ func TestRecoversWhenConnectionsDie(t *testing.T) {
 	for _, c := range conns {
 		c.Release()
 	}
-	admin, err := pgx.Connect(ctx, f.dsn)
+	admin, err := pgx.Connect(ctx, f.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,10 +506,10 @@ func TestRecoversWhenConnectionsDie(t *testing.T) {
 // TestAuditRecordsEveryDecision checks each answer, allowed or refused, has
 // its audit row with the answer's facts.
 func TestAuditRecordsEveryDecision(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
-	down := newServer(t, serverOptions{pool: downPool(t)})
-	q := retrieveBody{Collection: "chunks", Embedding: f.topic(6), K: 5}
+	down := newServer(t, serverOptions{pool: e2e.DownPool(t)})
+	q := retrieveBody{Collection: "chunks", Embedding: f.Topic(6), K: 5}
 
 	type want struct {
 		subject, tenant, agent, outcome, resource, code string
@@ -553,39 +530,39 @@ func TestAuditRecordsEveryDecision(t *testing.T) {
 		servers[r.decisionID()] = ts
 	}
 
-	r := ts.retrieve(t, f.token(t, "alice", ""), q)
+	r := ts.retrieve(t, f.Token(t, "alice", ""), q)
 	record(ts, r, want{subject: "alice", tenant: "acme", outcome: "allowed", resource: "chunks"})
 	if len(r.response(t).Results) != 5 {
 		t.Fatalf("%v: want 5 results", r)
 	}
-	r = ts.retrieve(t, f.token(t, "alice", "summarizer"), q)
+	r = ts.retrieve(t, f.Token(t, "alice", "summarizer"), q)
 	record(ts, r, want{subject: "alice", tenant: "acme", agent: "summarizer", outcome: "allowed", resource: "chunks"})
 	// No clearance claim: the deny rule cannot be evaluated, so nothing is
 	// visible; 200 with no rows, recorded as denied.
-	r = ts.retrieve(t, mintToken(t, auth.MintClaims{Subject: "bob", Tenant: "acme", Roles: []string{"viewer"}, IssuedAt: fixedNow}), q)
+	r = ts.retrieve(t, e2e.MintToken(t, auth.MintClaims{Subject: "bob", Tenant: "acme", Roles: []string{"viewer"}, IssuedAt: e2e.FixedNow}), q)
 	if resp := r.response(t); len(resp.Results) != 0 || resp.Results == nil {
 		t.Errorf("%v: want an empty (not null) result list", r)
 	}
 	record(ts, r, want{subject: "bob", tenant: "acme", outcome: "denied", resource: "chunks"})
-	r = ts.retrieve(t, f.token(t, "dave", "rogue"), q)
+	r = ts.retrieve(t, f.Token(t, "dave", "rogue"), q)
 	wantError(t, r, http.StatusForbidden, "agent_not_granted")
 	record(ts, r, want{subject: "dave", tenant: "globex", agent: "rogue", outcome: "denied", resource: "chunks"})
 	r = ts.retrieve(t, "", q)
 	wantError(t, r, http.StatusUnauthorized, "unauthenticated")
 	record(ts, r, want{outcome: "unauthenticated"})
-	r = ts.retrieve(t, f.token(t, "erin", ""), retrieveBody{Collection: "chunks", Embedding: q.Embedding, K: 1000})
+	r = ts.retrieve(t, f.Token(t, "erin", ""), retrieveBody{Collection: "chunks", Embedding: q.Embedding, K: 1000})
 	wantError(t, r, http.StatusBadRequest, "invalid_k")
 	record(ts, r, want{subject: "erin", tenant: "initech", outcome: "invalid"})
-	r = ts.retrieve(t, f.token(t, "erin", ""), retrieveBody{Collection: "chunks", Embedding: q.Embedding, Filter: map[string]any{"owner_id": "x"}})
+	r = ts.retrieve(t, f.Token(t, "erin", ""), retrieveBody{Collection: "chunks", Embedding: q.Embedding, Filter: map[string]any{"owner_id": "x"}})
 	wantError(t, r, http.StatusBadRequest, "invalid_filter")
 	record(ts, r, want{subject: "erin", tenant: "initech", outcome: "invalid", resource: "chunks"})
-	r = down.retrieve(t, f.token(t, "carol", ""), q)
+	r = down.retrieve(t, f.Token(t, "carol", ""), q)
 	wantError(t, r, http.StatusServiceUnavailable, "unavailable")
 	record(down, r, want{subject: "carol", tenant: "acme", outcome: "error", resource: "chunks"})
 
 	ts.closeWriter(t)
 	down.closeWriter(t)
-	rows := f.auditRows(t, sortedKeys(got))
+	rows := f.AuditRows(t, e2e.SortedKeys(got))
 	if len(rows) != len(got) {
 		t.Errorf("%d audit rows for %d decisions", len(rows), len(got))
 	}
@@ -596,27 +573,30 @@ func TestAuditRecordsEveryDecision(t *testing.T) {
 			continue
 		}
 		agent := ""
-		if a.agent != nil {
-			agent = *a.agent
+		if a.Agent != nil {
+			agent = *a.Agent
 		}
-		if a.subject != w.subject || a.tenant != w.tenant || agent != w.agent || a.outcome != w.outcome || a.resource != w.resource {
+		if a.Subject != w.subject || a.Tenant != w.tenant || agent != w.agent || a.Outcome != w.outcome || a.Resource != w.resource {
 			t.Errorf("decision %s: audit subject=%q tenant=%q agent=%q outcome=%q resource=%q, want %+v",
-				id, a.subject, a.tenant, agent, a.outcome, a.resource, w)
+				id, a.Subject, a.Tenant, agent, a.Outcome, a.Resource, w)
 		}
-		if a.rowCount != len(w.rows) || !slices.Equal(a.rowIDs, nonNilStrings(w.rows)) {
-			t.Errorf("decision %s: audit rows %d %v, the answer had %v", id, a.rowCount, a.rowIDs, w.rows)
+		if a.RowCount != len(w.rows) || !slices.Equal(a.RowIDs, nonNilStrings(w.rows)) {
+			t.Errorf("decision %s: audit rows %d %v, the answer had %v", id, a.RowCount, a.RowIDs, w.rows)
 		}
-		if w.code == "" && (!slices.Equal(a.rules, w.rules) || a.version != w.version) {
-			t.Errorf("decision %s: audit rules %v version %q, the answer had %v %q", id, a.rules, a.version, w.rules, w.version)
+		if w.code == "" && (!slices.Equal(a.Rules, w.rules) || a.Version != w.version) {
+			t.Errorf("decision %s: audit rules %v version %q, the answer had %v %q", id, a.Rules, a.Version, w.rules, w.version)
 		}
-		if code, _ := a.detail["error"].(string); code != w.code {
-			t.Errorf("decision %s: audit detail %v, want error %q", id, a.detail, w.code)
+		if code, _ := a.Detail["error"].(string); code != w.code {
+			t.Errorf("decision %s: audit detail %v, want error %q", id, a.Detail, w.code)
 		}
-		if !a.decidedAt.Equal(servers[id].now) {
-			t.Errorf("decision %s: decided_at %v, want the server clock's %v", id, a.decidedAt, servers[id].now)
+		if a.Detail["channel"] != httpapi.Channel {
+			t.Errorf("decision %s: audit detail %v, want channel %q", id, a.Detail, httpapi.Channel)
 		}
-		if a.latencyMS < 0 || a.latencyMS > 30_000 {
-			t.Errorf("decision %s: latency %v ms: not the request's duration", id, a.latencyMS)
+		if !a.DecidedAt.Equal(servers[id].now) {
+			t.Errorf("decision %s: decided_at %v, want the server clock's %v", id, a.DecidedAt, servers[id].now)
+		}
+		if a.LatencyMS < 0 || a.LatencyMS > 30_000 {
+			t.Errorf("decision %s: latency %v ms: not the request's duration", id, a.LatencyMS)
 		}
 	}
 }
@@ -634,10 +614,10 @@ var shutdownRuns atomic.Int64
 // audit writer down while requests are in flight: every answer that came
 // back has its audit row, and the writer wrote all it accepted.
 func TestShutdownUnderLoadLosesNoAuditRecord(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	// A clock of its own (per run, for -count), so this server's rows can
 	// be counted.
-	ts := newServer(t, serverOptions{now: fixedNow.Add(time.Duration(shutdownRuns.Add(1)) * time.Hour)})
+	ts := newServer(t, serverOptions{now: e2e.FixedNow.Add(time.Duration(shutdownRuns.Add(1)) * time.Hour)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -653,13 +633,13 @@ func TestShutdownUnderLoadLosesNoAuditRecord(t *testing.T) {
 
 	users := []string{"alice", "bob", "carol", "dave", "erin"}
 	bodies := [][]byte{
-		mustMarshal(retrieveBody{Collection: "chunks", Embedding: f.topic(8), K: 5}),
-		mustMarshal(retrieveBody{Collection: "chunks", Embedding: f.topic(9), K: 5, Filter: map[string]any{"source": "wiki"}}),
-		mustMarshal(retrieveBody{Collection: "chunks", Embedding: f.topic(9), K: -1}), // 400
+		e2e.MustMarshal(retrieveBody{Collection: "chunks", Embedding: f.Topic(8), K: 5}),
+		e2e.MustMarshal(retrieveBody{Collection: "chunks", Embedding: f.Topic(9), K: 5, Filter: map[string]any{"source": "wiki"}}),
+		e2e.MustMarshal(retrieveBody{Collection: "chunks", Embedding: f.Topic(9), K: -1}), // 400
 	}
 	tokens := make([]string, len(users))
 	for i, u := range users {
-		tokens[i] = f.token(t, u, "")
+		tokens[i] = f.Token(t, u, "")
 	}
 	const n = 200
 	replies := make([]reply, n)
@@ -718,7 +698,7 @@ func TestShutdownUnderLoadLosesNoAuditRecord(t *testing.T) {
 	if len(answeredIDs) < n/4 {
 		t.Fatalf("only %d answers", len(answeredIDs))
 	}
-	rows := f.auditRows(t, answeredIDs)
+	rows := f.AuditRows(t, answeredIDs)
 	for _, id := range answeredIDs {
 		if _, ok := rows[id]; !ok {
 			t.Errorf("answered decision %s has no audit row", id)
@@ -729,7 +709,7 @@ func TestShutdownUnderLoadLosesNoAuditRecord(t *testing.T) {
 		t.Errorf("writer stats %+v: want everything accepted written", st)
 	}
 	var written int
-	if err := f.pool.QueryRow(context.Background(), "SELECT count(*) FROM ragfence.audit_log WHERE decided_at = $1", ts.now).Scan(&written); err != nil {
+	if err := f.Pool.QueryRow(context.Background(), "SELECT count(*) FROM ragfence.audit_log WHERE decided_at = $1", ts.now).Scan(&written); err != nil {
 		t.Fatal(err)
 	}
 	// Every row is an answer: a request the server handled was answered.
@@ -739,7 +719,7 @@ func TestShutdownUnderLoadLosesNoAuditRecord(t *testing.T) {
 }
 
 func TestHealthReadinessMetrics(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
 	r := httpDo(t, http.MethodGet, ts.URL+"/healthz", "", "", nil)
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"ok"`) {
@@ -761,7 +741,7 @@ func TestHealthReadinessMetrics(t *testing.T) {
 	if r.status != http.StatusOK || !rd.Ready || rd.Checks["database"] != "ok" || rd.Checks["policy"] != "ok" || rd.Checks["audit"] != "ok" {
 		t.Errorf("%v: want 200, ready, every check ok", r)
 	}
-	down := newServer(t, serverOptions{pool: downPool(t)})
+	down := newServer(t, serverOptions{pool: e2e.DownPool(t)})
 	r, rd = readiness(down)
 	if r.status != http.StatusServiceUnavailable || rd.Ready || rd.Checks["database"] == "ok" || rd.Checks["database"] == "" {
 		t.Errorf("database down: %v, want 503 with checks.database not ok", r)
@@ -771,8 +751,8 @@ func TestHealthReadinessMetrics(t *testing.T) {
 	}
 	// An audit log that cannot write: not ready, and /readyz, which answers
 	// anyone, does not say where the database is.
-	failing := newServer(t, serverOptions{auditPool: downPool(t)})
-	failing.retrieve(t, f.token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: f.topic(2), K: 1}).response(t)
+	failing := newServer(t, serverOptions{auditPool: e2e.DownPool(t)})
+	failing.retrieve(t, f.Token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: f.Topic(2), K: 1}).response(t)
 	deadline := time.Now().Add(5 * time.Second)
 	for failing.writer.Healthy() == nil && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -787,9 +767,9 @@ func TestHealthReadinessMetrics(t *testing.T) {
 		}
 	}
 
-	tok := f.token(t, "alice", "")
-	ts.retrieve(t, tok, retrieveBody{Collection: "chunks", Embedding: f.topic(2), K: 3}).response(t)
-	ts.retrieve(t, "", retrieveBody{Collection: "chunks", Embedding: f.topic(2), K: 3})
+	tok := f.Token(t, "alice", "")
+	ts.retrieve(t, tok, retrieveBody{Collection: "chunks", Embedding: f.Topic(2), K: 3}).response(t)
+	ts.retrieve(t, "", retrieveBody{Collection: "chunks", Embedding: f.Topic(2), K: 3})
 	m := httpDo(t, http.MethodGet, ts.URL+"/metrics", "", "", nil)
 	if m.status != http.StatusOK {
 		t.Fatalf("%v", m)
@@ -828,22 +808,22 @@ func linesWithPrefix(text, prefix string) string {
 // With "explain": true each result names the allow rules that let it in,
 // and each named rule holds for the row as the database has it.
 func TestExplainNamesTheRulesBehindEachRow(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
-	alice := f.user(t, "alice")
-	q := f.topic(5)
-	plain := ts.retrieve(t, f.token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 20}).response(t)
+	alice := f.User(t, "alice")
+	q := f.Topic(5)
+	plain := ts.retrieve(t, f.Token(t, "alice", ""), retrieveBody{Collection: "chunks", Embedding: q, K: 20}).response(t)
 	for _, r := range plain.Results {
 		if r.Rules != nil {
 			t.Fatalf("result %s has rules %v without explain", r.ID, r.Rules)
 		}
 	}
 	for _, agent := range []string{"", "summarizer"} {
-		resp := ts.retrieve(t, f.token(t, "alice", agent), retrieveBody{Collection: "chunks", Embedding: q, K: 20, Explain: true}).response(t)
+		resp := ts.retrieve(t, f.Token(t, "alice", agent), retrieveBody{Collection: "chunks", Embedding: q, K: 20, Explain: true}).response(t)
 		if len(resp.Results) == 0 {
 			t.Fatal("no results")
 		}
-		rows := f.chunks(t, resultIDs(resp), q)
+		rows := f.Chunks(t, resultIDs(resp), q)
 		seen := map[string]bool{}
 		for _, r := range resp.Results {
 			c := rows[r.ID]
@@ -854,12 +834,12 @@ func TestExplainNamesTheRulesBehindEachRow(t *testing.T) {
 			for _, rule := range r.Rules {
 				seen[rule] = true
 				holds := map[string]bool{
-					"tenant-wide":          c.visibility == "tenant",
-					"owner":                c.owner == alice.ID,
-					"group-member":         c.visibility == "group" && overlaps(c.acl, alice.Groups),
+					"tenant-wide":          c.Visibility == "tenant",
+					"owner":                c.Owner == alice.ID,
+					"group-member":         c.Visibility == "group" && overlaps(c.ACL, alice.Groups),
 					"shared-with-me":       true, // a grants row; the SQL is the policy's own
 					"tenant-admin":         slices.Contains(alice.Roles, "admin"),
-					"summarizer:docs-only": c.source == "wiki" || c.source == "drive",
+					"summarizer:docs-only": c.Source == "wiki" || c.Source == "drive",
 				}
 				h, known := holds[rule]
 				if !known || !h {

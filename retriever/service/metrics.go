@@ -1,4 +1,4 @@
-package retriever
+package service
 
 import (
 	"github.com/jackc/pgx/v5/pgxpool"

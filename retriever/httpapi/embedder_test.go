@@ -1,4 +1,4 @@
-package retriever_test
+package httpapi_test
 
 import (
 	"net/http"
@@ -9,21 +9,22 @@ import (
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/embed"
 	"github.com/ragfence/ragfence/retriever/embed/embedtest"
+	"github.com/ragfence/ragfence/retriever/internal/e2e"
 )
 
 // TestQueryText: a request may send text instead of a vector when the
 // server has an embedder; the embedder's failures and the caller's mistakes
 // get their own answers.
 func TestQueryText(t *testing.T) {
-	f := sharedEnv(t)
-	dim := len(f.topic(0))
+	f := e2e.Shared(t)
+	dim := len(f.Topic(0))
 	fake := embedtest.NewServer(t, dim)
 	client, err := embed.New(embed.Config{URL: fake.URL, Model: fake.Model, APIKey: fake.Key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := newServer(t, serverOptions{embedder: client})
-	token := f.token(t, "alice", "")
+	token := f.Token(t, "alice", "")
 
 	byText := ts.retrieve(t, token, map[string]any{"collection": "chunks", "query": "accessibility notes", "k": 5})
 	if byText.status != http.StatusOK {

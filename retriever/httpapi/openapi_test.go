@@ -1,4 +1,4 @@
-package retriever_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -21,13 +21,16 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/httpapi"
+	"github.com/ragfence/ragfence/retriever/internal/e2e"
+	"github.com/ragfence/ragfence/retriever/service"
 )
 
 // openapiURL is where the compiler files the document; schemas are compiled
 // as openapiURL#<JSON pointer>, so their $refs resolve inside it.
 const openapiURL = "https://ragfence.invalid/openapi.json"
 
-// apiDoc is retriever.OpenAPI, decoded, with a schema compiler over it.
+// apiDoc is httpapi.OpenAPI, decoded, with a schema compiler over it.
 type apiDoc struct {
 	Paths map[string]map[string]apiOperation `json:"paths"`
 
@@ -50,13 +53,13 @@ type apiResponse struct {
 
 var loadOpenAPIOnce = sync.OnceValues(func() (*apiDoc, error) {
 	d := &apiDoc{schemas: map[string]*jsonschema.Schema{}}
-	if err := json.Unmarshal(retriever.OpenAPI, d); err != nil {
+	if err := json.Unmarshal(httpapi.OpenAPI, d); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(retriever.OpenAPI, &d.raw); err != nil {
+	if err := json.Unmarshal(httpapi.OpenAPI, &d.raw); err != nil {
 		return nil, err
 	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(retriever.OpenAPI))
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(httpapi.OpenAPI))
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +76,7 @@ func loadOpenAPI(t testing.TB) *apiDoc {
 	t.Helper()
 	d, err := loadOpenAPIOnce()
 	if err != nil {
-		t.Fatalf("retriever.OpenAPI: %v", err)
+		t.Fatalf("httpapi.OpenAPI: %v", err)
 	}
 	return d
 }
@@ -162,7 +165,7 @@ func checkAgainstOpenAPI(t testing.TB, r reply) {
 		return
 	}
 	if _, ok := resp.Content[mt]; !ok {
-		t.Errorf("%v: content type %s is not documented (have %v)", r, mt, sortedKeys(resp.Content))
+		t.Errorf("%v: content type %s is not documented (have %v)", r, mt, e2e.SortedKeys(resp.Content))
 		return
 	}
 	validate(t, d, r, append(loc, "content", mt, "schema"), mt)
@@ -197,15 +200,6 @@ func validate(t testing.TB, d *apiDoc, r reply, ptr []string, mediaType string) 
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // TestOpenAPIIsJSONSchema2020 checks the document is OpenAPI 3.1, whose
 // schemas are JSON Schema 2020-12 (3.0's nullable would be silently ignored),
 // and that every component schema compiles.
@@ -232,7 +226,7 @@ func TestOpenAPIIsJSONSchema2020(t *testing.T) {
 	}
 	walk("#", d.raw)
 	schemas := d.raw["components"].(map[string]any)["schemas"].(map[string]any)
-	for _, name := range sortedKeys(schemas) {
+	for _, name := range e2e.SortedKeys(schemas) {
 		if _, err := d.schema("components", "schemas", name); err != nil {
 			t.Errorf("schema %s: %v", name, err)
 		}
@@ -269,7 +263,7 @@ func TestOpenAPIIsJSONSchema2020(t *testing.T) {
 // documented and every documented operation is served, from the inside (the
 // echo router) and from the outside (requests).
 func TestRoutesMatchOpenAPI(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
 	d := loadOpenAPI(t)
 	var documented []string
@@ -295,8 +289,8 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 
 	// From the outside: each documented operation answers with one of its
 	// documented statuses (httpDo checks that), never 404 or 405.
-	tok := f.token(t, "alice", "")
-	body, _ := json.Marshal(retrieveBody{Collection: "chunks", Embedding: f.topic(0), K: 3})
+	tok := f.Token(t, "alice", "")
+	body, _ := json.Marshal(retrieveBody{Collection: "chunks", Embedding: f.Topic(0), K: 3})
 	for _, op := range documented {
 		method, path, _ := strings.Cut(op, " ")
 		var r reply
@@ -310,8 +304,8 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 		}
 	}
 	served := httpDo(t, http.MethodGet, ts.URL+"/openapi.json", "", "", nil)
-	if !bytes.Equal(served.body, retriever.OpenAPI) {
-		t.Errorf("/openapi.json serves something other than retriever.OpenAPI")
+	if !bytes.Equal(served.body, httpapi.OpenAPI) {
+		t.Errorf("/openapi.json serves something other than httpapi.OpenAPI")
 	}
 	// Undocumented paths are 404 and undocumented methods 405, with the
 	// error envelope (httpDo checks both).
@@ -330,7 +324,7 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 // produce is documented for POST /v1/retrieve, and that the Error schema's
 // code list is the server's.
 func TestRetrieveStatusesDocumented(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
 	d := loadOpenAPI(t)
 	op := d.Paths["/v1/retrieve"]["post"]
@@ -360,7 +354,7 @@ func TestRetrieveStatusesDocumented(t *testing.T) {
 	var want []string
 	for _, c := range codes {
 		want = append(want, string(c))
-		status := (&retriever.RequestError{Code: c}).Status()
+		status := httpapi.Status(c)
 		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
 			continue // routing errors, not answers of the operation
 		}
@@ -389,9 +383,9 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 	schemas := d.raw["components"].(map[string]any)["schemas"].(map[string]any)
 	for name, typ := range map[string]reflect.Type{
 		"RetrieveRequest":  reflect.TypeFor[retriever.Query](),
-		"RetrieveResponse": reflect.TypeFor[retriever.Response](),
+		"RetrieveResponse": reflect.TypeFor[service.Response](),
 		"Result":           reflect.TypeFor[retriever.Result](),
-		"Decision":         reflect.TypeFor[retriever.Decision](),
+		"Decision":         reflect.TypeFor[service.Decision](),
 	} {
 		schema := schemas[name].(map[string]any)
 		var fields, always []string
@@ -406,7 +400,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 			}
 		}
 		sort.Strings(fields)
-		if props := sortedKeys(schema["properties"].(map[string]any)); !slices.Equal(props, fields) {
+		if props := e2e.SortedKeys(schema["properties"].(map[string]any)); !slices.Equal(props, fields) {
 			t.Errorf("schema %s has properties %v, %s has JSON fields %v", name, props, typ, fields)
 		}
 		if name == "RetrieveRequest" {
@@ -424,11 +418,26 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 	}
 }
 
-// serverCodes reads the error codes declared in errors.go (constants of
-// type Code), so a new code cannot be missed by the document unnoticed.
+// serverCodes reads the error codes declared in the retriever's errors.go
+// and in this package's (constants of type Code), so a new code cannot be
+// missed by the document unnoticed.
 func serverCodes(t *testing.T) []retriever.Code {
 	t.Helper()
-	file, err := parser.ParseFile(token.NewFileSet(), "errors.go", nil, 0)
+	var codes []retriever.Code
+	for _, path := range []string{"../errors.go", "errors.go"} {
+		codes = append(codes, fileCodes(t, path)...)
+	}
+	if len(codes) < 10 {
+		t.Fatalf("found only %d codes in the errors.go files: %v", len(codes), codes)
+	}
+	return codes
+}
+
+// fileCodes are the string constants of type Code (or retriever.Code)
+// declared in the Go file at path.
+func fileCodes(t *testing.T, path string) []retriever.Code {
+	t.Helper()
+	file, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,41 +449,49 @@ func serverCodes(t *testing.T) []retriever.Code {
 		}
 		for _, spec := range gen.Specs {
 			vs := spec.(*ast.ValueSpec)
-			if typ, ok := vs.Type.(*ast.Ident); !ok || typ.Name != "Code" {
+			if !isCodeType(vs.Type) {
 				continue
 			}
 			for _, v := range vs.Values {
 				lit, ok := v.(*ast.BasicLit)
 				if !ok || lit.Kind != token.STRING {
-					t.Fatalf("errors.go: a Code constant is not a string literal")
+					t.Fatalf("%s: a Code constant is not a string literal", path)
 				}
 				s, _ := strconv.Unquote(lit.Value)
 				codes = append(codes, retriever.Code(s))
 			}
 		}
 	}
-	if len(codes) < 10 {
-		t.Fatalf("found only %d codes in errors.go: %v", len(codes), codes)
-	}
 	return codes
+}
+
+func isCodeType(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.Ident:
+		return x.Name == "Code"
+	case *ast.SelectorExpr:
+		pkg, ok := x.X.(*ast.Ident)
+		return ok && pkg.Name == "retriever" && x.Sel.Name == "Code"
+	}
+	return false
 }
 
 // TestRequestSchemaAgreesWithServer checks RetrieveRequest accepts what the
 // server serves and refuses what the server refuses for reasons a schema
 // can express.
 func TestRequestSchemaAgreesWithServer(t *testing.T) {
-	f := sharedEnv(t)
+	f := e2e.Shared(t)
 	ts := newServer(t, serverOptions{})
 	d := loadOpenAPI(t)
 	s, err := d.schema("components", "schemas", "RetrieveRequest")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := f.token(t, "alice", "")
-	vec := f.topic(2)
+	tok := f.Token(t, "alice", "")
+	vec := f.Topic(2)
 	valid := []any{
 		retrieveBody{Collection: "chunks", Embedding: vec},
-		retrieveBody{Collection: "chunks", Embedding: vec, K: 5, MinScore: ptrTo(0.1),
+		retrieveBody{Collection: "chunks", Embedding: vec, K: 5, MinScore: e2e.PtrTo(0.1),
 			Filter: map[string]any{"source": "wiki", "metadata.year": map[string]any{"$gte": 2022}}},
 	}
 	for _, body := range valid {

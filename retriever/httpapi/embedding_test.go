@@ -1,4 +1,4 @@
-package retriever
+package httpapi
 
 import (
 	"encoding/json"

@@ -1,0 +1,37 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/ragfence/ragfence/retriever"
+)
+
+// Codes of the HTTP wire format, beside the retriever's own.
+const (
+	CodeInvalidJSON      retriever.Code = "invalid_json"       // malformed JSON, unknown fields, duplicate keys, keys matching a field only in another case
+	CodeBodyTooLarge     retriever.Code = "body_too_large"     // the body exceeds Config.MaxBodyBytes
+	CodeUnsupportedMedia retriever.Code = "unsupported_media"  // not application/json
+	CodeNotFound         retriever.Code = "not_found"          // no such endpoint
+	CodeMethodNotAllowed retriever.Code = "method_not_allowed" // the endpoint does not take the method
+)
+
+var statusOf = map[retriever.Code]int{
+	CodeInvalidJSON: http.StatusBadRequest, retriever.CodeInvalidEmbedding: http.StatusBadRequest,
+	retriever.CodeInvalidK: http.StatusBadRequest, retriever.CodeInvalidQuery: http.StatusBadRequest,
+	retriever.CodeInvalidMinScore: http.StatusBadRequest, retriever.CodeUnknownCollection: http.StatusBadRequest,
+	retriever.CodeInvalidFilter: http.StatusBadRequest, retriever.CodeInvalidSubject: http.StatusBadRequest,
+	retriever.CodeUnauthenticated: http.StatusUnauthorized, retriever.CodeAgentNotGranted: http.StatusForbidden,
+	CodeBodyTooLarge: http.StatusRequestEntityTooLarge, CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	CodeNotFound: http.StatusNotFound, CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	retriever.CodeUnavailable: http.StatusServiceUnavailable, retriever.CodeTimeout: http.StatusGatewayTimeout,
+	retriever.CodeInternal: http.StatusInternalServerError, retriever.CodeEmbedderFailed: http.StatusBadGateway,
+}
+
+// Status is the HTTP status a code is answered with; 500 for a code it
+// does not know.
+func Status(code retriever.Code) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
