@@ -107,11 +107,15 @@ func TestLoadDemo(t *testing.T) {
 	}
 
 	g := res.Agents["summarizer"]
-	if len(res.Agents) != 1 || g == nil || g.Agent != "summarizer" || g.Pos != at(59, 7) {
+	if len(res.Agents) != 1 || g == nil || g.Agent != "summarizer" || g.Pos != at(60, 7) {
 		t.Fatalf("agents %v", res.Agents)
 	}
-	checkRules("summarizer allow", g.Allow, policy.Allow, "summarizer", []ruleWant{{"docs-only", 61, 13, nil, nil, []string{"source"}, nil}})
-	checkRules("summarizer deny", g.Deny, policy.Deny, "summarizer", []ruleWant{{"classified", 64, 13, nil, nil, []string{"classification"}, nil}})
+	checkRules("summarizer allow", g.Allow, policy.Allow, "summarizer", []ruleWant{{"docs-only", 62, 13, nil, nil, []string{"source"}, nil}})
+	if len(g.Deny) != 0 || len(g.Approval) != 1 || g.Approval[0].TTL != 30*time.Minute {
+		t.Fatalf("summarizer deny %v, approval %v", g.Deny, g.Approval)
+	}
+	checkRules("summarizer approval", []*policy.Rule{g.Approval[0].Rule}, policy.Approval, "summarizer",
+		[]ruleWant{{"classified", 65, 13, nil, nil, []string{"classification"}, nil}})
 
 	// The embedded copy is the same policy.
 	embedded, err := policy.Parse(policy.Source{Name: "demo.yaml", Data: demo.Policy})
@@ -161,7 +165,7 @@ const demoReformatted = `resources:
       - created_at
       - embedding
     filterable: ["source", 'classification', metadata.lang, metadata.year, metadata.topic]
-    agents: {summarizer: {deny: [{name: classified, when: classification > 0}], allow: [{when: "source IN ('wiki', 'drive')", name: docs-only}]}}
+    agents: {summarizer: {approval: [{ttl: 30m, name: classified, when: classification > 0}], allow: [{when: "source IN ('wiki', 'drive')", name: docs-only}]}}
     mask: [{unless: "'pii-reader' = ANY (subject.roles)   OR owner_id = subject.id", column: contact_email}]
     deny:
       - when: |

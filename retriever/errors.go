@@ -24,6 +24,7 @@ const (
 	CodeTimeout           Code = "timeout"              // the statement timeout expired
 	CodeInternal          Code = "internal"             // a failure the caller cannot have caused
 	CodeEmbedderFailed    Code = "embedder_unavailable" // the embedding service failed
+	CodeNotFound          Code = "not_found"            // no such thing of the caller's (an approval request; for HTTP, an endpoint)
 )
 
 // Error is a query the retriever refuses or could not answer. Msg is safe

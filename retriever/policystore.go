@@ -18,13 +18,22 @@ import (
 // mix, and an invalid new policy leaves the old one in place.
 type PolicyStore struct {
 	paths []string
+	check func(*policy.Set) error
 	cur   atomic.Pointer[filter.Policy]
 	mu    sync.Mutex // serialises reloads
 }
 
 // NewPolicyStore loads and compiles the policy at paths.
 func NewPolicyStore(paths ...string) (*PolicyStore, error) {
-	s := &PolicyStore{paths: paths}
+	return NewCheckedPolicyStore(nil, paths...)
+}
+
+// NewCheckedPolicyStore is NewPolicyStore with a server's own check of
+// every policy it loads (a bound the files cannot know, such as the
+// longest approval): a policy check refuses is never used, at start or on
+// reload.
+func NewCheckedPolicyStore(check func(*policy.Set) error, paths ...string) (*PolicyStore, error) {
+	s := &PolicyStore{paths: paths, check: check}
 	if _, err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -51,6 +60,9 @@ func (s *PolicyStore) Reload() (changed bool, err error) {
 		return false, nil
 	}
 	set, err := policy.Load(s.paths...)
+	if err == nil && s.check != nil {
+		err = s.check(set)
+	}
 	if err != nil {
 		return false, fmt.Errorf("policy reload: %w", err)
 	}

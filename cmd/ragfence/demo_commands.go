@@ -34,7 +34,7 @@ func demoSteps(f demo.Files) []demoStep {
 		{comment: "alice (acme, editor in eng) asks about " + topics[0] + ":", user: "alice", request: req},
 		{comment: "bob (acme, viewer in sales) asks the same: tenant-wide chunks in common, his group's and his own differ:", user: "bob", request: req},
 		{comment: "dave (globex) asks the same: only globex chunks, never acme's:", user: "dave", request: req},
-		{comment: "alice's summarizer agent: only her wiki and drive pages, nothing classified:", user: "alice", agent: "summarizer", request: req},
+		{comment: "alice's summarizer agent: only her wiki and drive pages, nothing classified until she approves:", user: "alice", agent: "summarizer", request: req},
 		{comment: "why: the WHERE fragment ragfence adds for bob, its bound values and the rules in play:",
 			args: []string{"policy", "explain", "--policy", f.Policy, "--resource", "chunks", "--subject", f.Subjects["bob"]}},
 	}

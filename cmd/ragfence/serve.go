@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,13 +17,16 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ragfence/ragfence/approval"
 	"github.com/ragfence/ragfence/internal/pgpool"
+	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/retriever/auth"
 	"github.com/ragfence/ragfence/retriever/embed"
 	"github.com/ragfence/ragfence/retriever/httpapi"
 	"github.com/ragfence/ragfence/retriever/service"
+	"github.com/ragfence/ragfence/revocation"
 )
 
 func init() {
@@ -46,6 +50,9 @@ type serveSettings struct {
 	auditBlock                              bool
 	embedURL, embedModel, embedKeyFile      string
 	embedDims                               int
+	listenDB                                string
+	revocationStaleness, maxApprovalTTL     time.Duration
+	approvalPending                         time.Duration
 }
 
 func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
@@ -86,6 +93,11 @@ func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
 	fs.StringVar(&s.embedModel, "embedder-model", "", "embedding model name sent to --embedder-url")
 	fs.StringVar(&s.embedKeyFile, "embedder-key-file", "", "file holding the embedder's API key (or set RAGFENCE_EMBEDDER_KEY)")
 	fs.IntVar(&s.embedDims, "embedder-dimensions", 0, "dimensions to request from the embedder (0: its default)")
+	fs.StringVar(&s.listenDB, "listen-db", "", "PostgreSQL URL for the revocation and approval notifications (LISTEN needs a session: behind PgBouncer in transaction mode, point this at PostgreSQL itself; default --db)")
+	fs.DurationVar(&s.revocationStaleness, "revocation-staleness", revocation.DefaultMaxStaleness,
+		"longest the revocation and approval state may go unconfirmed (notification connection down) before every request gets 503 revocation_state_stale")
+	fs.DurationVar(&s.maxApprovalTTL, "max-approval-ttl", service.DefaultMaxApprovalTTL, "longest an approval rule's ttl may be; a policy with a longer one is refused")
+	fs.DurationVar(&s.approvalPending, "approval-pending", approval.DefaultPendingFor, "how long an agent's approval request waits for its user")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	return fs, s
 }
@@ -120,7 +132,9 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Writer) error {
-	policies, err := retriever.NewPolicyStore(strings.Split(s.policy, ",")...)
+	policies, err := retriever.NewCheckedPolicyStore(func(set *policy.Set) error {
+		return service.CheckApprovalTTLs(set, s.maxApprovalTTL)
+	}, strings.Split(s.policy, ",")...)
 	if err != nil {
 		return err
 	}
@@ -147,10 +161,17 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	if err != nil {
 		return err
 	}
+	revocations, approvals, err := watchAccess(ctx, s, logger)
+	if err != nil {
+		return err
+	}
+	defer revocations.Close()
+	defer approvals.Close()
 	svc, err := service.New(service.Config{
 		Embedder: embedder,
 		Pool:     pool, Policies: policies, Auth: verifierAuth{verifier}, Audit: writer,
 		DefaultK: s.defaultK, MaxK: s.maxK, StatementTimeout: s.statementTimeout, Logger: logger,
+		Revocations: revocations, Approvals: approvals, MaxApprovalTTL: s.maxApprovalTTL, PendingFor: s.approvalPending,
 	})
 	if err != nil {
 		return err
@@ -160,6 +181,26 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 		return err
 	}
 	return listenAndServe(ctx, s, srv, writer, policies, logger, out)
+}
+
+// watchAccess starts the revocation and approval watchers, each on a
+// connection of its own; the server refuses requests (503) whenever either
+// cannot confirm its state within --revocation-staleness.
+func watchAccess(ctx context.Context, s *serveSettings, logger *slog.Logger) (*revocation.Watcher, *approval.Watcher, error) {
+	cc, err := parseDB(cmp.Or(s.listenDB, s.db))
+	if err != nil {
+		return nil, nil, err
+	}
+	rw, err := revocation.Watch(ctx, revocation.WatchConfig{ConnConfig: cc, MaxStaleness: s.revocationStaleness, Logger: logger})
+	if err != nil {
+		return nil, nil, schemaHint(err)
+	}
+	aw, err := approval.Watch(ctx, approval.WatchConfig{ConnConfig: cc, MaxStaleness: s.revocationStaleness, Logger: logger})
+	if err != nil {
+		rw.Close()
+		return nil, nil, schemaHint(err)
+	}
+	return rw, aw, nil
 }
 
 func openPool(ctx context.Context, s *serveSettings) (*pgxpool.Pool, error) {
@@ -276,7 +317,7 @@ func (a verifierAuth) Authenticate(ctx context.Context, header string) (service.
 	if err != nil {
 		return service.Identity{}, err
 	}
-	return service.Identity{Subject: id.Subject, Agent: id.Agent}, nil
+	return service.Identity{Subject: id.Subject, Agent: id.Agent, TokenID: id.TokenID, ExpiresAt: id.ExpiresAt}, nil
 }
 
 // newEmbedder configures query-text embedding, or returns nil when no

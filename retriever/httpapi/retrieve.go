@@ -58,34 +58,44 @@ var wireSchema = strictjson.ForType(reflect.TypeFor[wireQuery]())
 // duplicate keys or case-insensitive matches, bounded.
 func (s *Server) decode(c echo.Context) (retriever.Query, error) {
 	var q retriever.Query
-	if mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType)); err != nil || mt != "application/json" {
-		return q, &retriever.Error{Code: CodeUnsupportedMedia, Msg: "send the body as application/json"}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return q, &retriever.Error{Code: CodeBodyTooLarge, Msg: fmt.Sprintf("the body exceeds %d bytes", s.cfg.MaxBodyBytes)}
-	}
-	if err != nil {
-		return q, &retriever.Error{Code: CodeInvalidJSON, Msg: "could not read the body", Err: err}
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var w wireQuery
-	if err := dec.Decode(&w); err != nil {
-		return q, &retriever.Error{Code: CodeInvalidJSON, Msg: "invalid JSON body: " + jsonProblem(err), Err: err}
+	if err := s.readJSON(c, &w, wireSchema); err != nil {
+		return q, err
 	}
-	// What encoding/json accepted, a proxy in front may have read another
-	// way: refuse duplicate keys, names matching a field only in another
-	// letter case, and anything after the value.
-	if err := strictjson.Check(body, wireSchema); err != nil {
-		return q, &retriever.Error{Code: CodeInvalidJSON, Msg: "invalid JSON body: " + err.Error(), Err: err}
-	}
+	var err error
 	q = retriever.Query{Resource: w.Resource, Text: w.Text, K: w.K, Filter: w.Filter, MinScore: w.MinScore, Explain: w.Explain}
 	if q.Embedding, err = parseEmbedding(w.Embedding); err != nil {
 		return q, &retriever.Error{Code: retriever.CodeInvalidEmbedding, Msg: "embedding must be a list of finite numbers within float32 range", Err: err}
 	}
 	return q, nil
+}
+
+// readJSON reads the body into v strictly: JSON only, no unknown fields, no
+// duplicate keys or case-insensitive matches, bounded by MaxBodyBytes.
+func (s *Server) readJSON(c echo.Context, v any, schema *strictjson.Object) error {
+	if mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType)); err != nil || mt != "application/json" {
+		return &retriever.Error{Code: CodeUnsupportedMedia, Msg: "send the body as application/json"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &retriever.Error{Code: CodeBodyTooLarge, Msg: fmt.Sprintf("the body exceeds %d bytes", s.cfg.MaxBodyBytes)}
+	}
+	if err != nil {
+		return &retriever.Error{Code: CodeInvalidJSON, Msg: "could not read the body", Err: err}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &retriever.Error{Code: CodeInvalidJSON, Msg: "invalid JSON body: " + jsonProblem(err), Err: err}
+	}
+	// What encoding/json accepted, a proxy in front may have read another
+	// way: refuse duplicate keys, names matching a field only in another
+	// letter case, and anything after the value.
+	if err := strictjson.Check(body, schema); err != nil {
+		return &retriever.Error{Code: CodeInvalidJSON, Msg: "invalid JSON body: " + err.Error(), Err: err}
+	}
+	return nil
 }
 
 // jsonProblem describes a decoding error without echoing the body.

@@ -87,6 +87,11 @@ func (s *Server) routes() *echo.Echo {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
 	}
 	e.POST("/v1/retrieve", s.retrieve)
+	e.POST("/v1/approvals", s.requestApproval)
+	e.GET("/v1/approvals", s.listApprovals)
+	e.POST("/v1/approvals/:id/approve", s.decideApproval(true))
+	e.POST("/v1/approvals/:id/deny", s.decideApproval(false))
+	e.GET("/v1/access", s.access)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
@@ -114,7 +119,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if !errors.As(err, &re) {
 		re = fromEcho(err)
 	}
-	if re.Code == retriever.CodeUnauthenticated {
+	if re.Code == retriever.CodeUnauthenticated || re.Code == service.CodeTokenRevoked {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 	}
 	if re.Code == retriever.CodeInternal {

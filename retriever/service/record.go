@@ -19,8 +19,10 @@ func outcomeOf(err error, current string) string {
 	switch code {
 	case "", retriever.CodeEmbedderFailed:
 		return current
-	case retriever.CodeAgentNotGranted:
+	case retriever.CodeAgentNotGranted, CodeTokenRevoked, CodeSubjectRevoked, CodeAgentRevoked, CodeAgentCannotDecide:
 		return outcomeDenied
+	case CodeRevocationStale, CodeApprovalStale:
+		return outcomeError
 	case retriever.CodeUnauthenticated:
 		return outcomeUnauthenticated
 	case retriever.CodeUnavailable, retriever.CodeTimeout, retriever.CodeInternal:

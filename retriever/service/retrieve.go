@@ -55,6 +55,9 @@ type Decision struct {
 	Rules  []string `json:"rules"`
 	Masked []string `json:"masked"`
 	Agent  string   `json:"agent,omitempty"`
+	// ApprovalRequired names the agent's approval rules whose rows were
+	// withheld for lack of its user's approval (POST /v1/approvals asks).
+	ApprovalRequired []string `json:"approval_required,omitempty"`
 }
 
 // Error is a refused or failed call and the decision id it was audited
@@ -115,7 +118,10 @@ func (s *Service) Retrieve(ctx context.Context, call Call) (*Response, error) {
 	}
 	if err != nil {
 		x.outcome = outcomeOf(err, x.outcome)
-		x.detail = map[string]any{"error": string(codeOf(err))}
+		if x.detail == nil {
+			x.detail = map[string]any{}
+		}
+		x.detail["error"] = string(codeOf(err))
 	}
 	if aerr := s.recordDecision(ctx, x); aerr != nil {
 		// No record, no answer: a decision that cannot be audited is refused.
@@ -149,6 +155,13 @@ func (s *Service) serve(ctx context.Context, x *exchange) (*Response, error) {
 		return nil, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: err.Error(), Err: err}
 	}
 	x.identity = id
+	if r, err := s.checkRevoked(id); err != nil {
+		x.outcome = outcomeDenied
+		if r != nil {
+			x.detail = revokedDetail(r)
+		}
+		return nil, err
+	}
 	x.outcome = outcomeInvalid
 	q, err := s.query(ctx, x.call)
 	if err != nil {
@@ -165,7 +178,11 @@ func (s *Service) serve(ctx context.Context, x *exchange) (*Response, error) {
 	if err != nil {
 		return nil, &retriever.Error{Code: retriever.CodeInvalidSubject, Msg: "the token's claims do not fit the policy: " + err.Error(), Err: err}
 	}
-	req := filter.Request{Subject: subject, Agent: id.Agent, Context: policy.Context{Time: x.start, IP: x.call.ClientAddr}}
+	approved, err := s.approvedFor(id)
+	if err != nil {
+		return nil, err
+	}
+	req := filter.Request{Subject: subject, Agent: id.Agent, Context: policy.Context{Time: x.start, IP: x.call.ClientAddr}, Approved: approved}
 	x.outcome = outcomeError
 	results, frag, err := s.searcher.Search(ctx, s.cfg.Pool, p, req, q)
 	if err != nil {
@@ -200,16 +217,9 @@ func (s *Service) respond(x *exchange, p *filter.Policy, frag *filter.Fragment, 
 	if frag.Outcome == filter.AlwaysDenied {
 		x.outcome = outcomeDenied
 	}
-	d := Decision{ID: x.id, PolicyVersion: p.Version(), Rules: []string{}, Masked: frag.Masked(), Agent: frag.Agent}
-	for _, r := range frag.Rules() {
-		if r.Active {
-			name := r.Effect + ":" + r.Name
-			if r.Agent != "" {
-				name = "agent " + r.Agent + " " + name
-			}
-			d.Rules = append(d.Rules, name)
-		}
-	}
+	d := Decision{ID: x.id, PolicyVersion: p.Version(), Masked: frag.Masked(), Agent: frag.Agent,
+		ApprovalRequired: frag.ApprovalRequired()}
+	d.Rules = ruleNames(frag)
 	x.rules = d.Rules
 	for _, r := range results {
 		x.rowIDs = append(x.rowIDs, r.ID)

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ragfence/ragfence/approval"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
@@ -25,6 +26,10 @@ type Identity struct {
 	Subject *policy.Subject
 	// Agent is the AI agent acting for Subject (the token's act claim), or "".
 	Agent string
+	// TokenID is the token's jti, or "": what a token revocation names.
+	TokenID string
+	// ExpiresAt is when the credential expires, or zero.
+	ExpiresAt time.Time
 }
 
 // Authenticator turns a call's credential (an Authorization header's value)
@@ -75,7 +80,23 @@ type Config struct {
 	Now func() time.Time
 	// Registry receives the metrics; a new one when nil (see Registry).
 	Registry *prometheus.Registry
+	// Revocations, when set, refuses revoked tokens, users and agents, and
+	// every call while its state is stale (see revocation.Watcher).
+	Revocations Revocations
+	// Approvals, when set, lifts an agent's approval rules while its
+	// user's approval is in force; without it they withhold their rows.
+	Approvals Approvals
+	// MaxApprovalTTL bounds how long any approval lasts; 0 means
+	// DefaultMaxApprovalTTL. A policy whose approval rule's ttl exceeds it
+	// is refused by CheckPolicy.
+	MaxApprovalTTL time.Duration
+	// PendingFor is how long an approval request waits for its user; 0
+	// means approval.DefaultPendingFor.
+	PendingFor time.Duration
 }
+
+// DefaultMaxApprovalTTL is Config.MaxApprovalTTL's default.
+const DefaultMaxApprovalTTL = 24 * time.Hour
 
 // Service is the retriever's request pipeline. Safe for concurrent use.
 type Service struct {
@@ -125,6 +146,12 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Search.Estimates == nil {
 		cfg.Search.Estimates = retriever.NewEstimates(retriever.DefaultEstimates, retriever.DefaultEstimateTTL)
+	}
+	if cfg.MaxApprovalTTL <= 0 {
+		cfg.MaxApprovalTTL = DefaultMaxApprovalTTL
+	}
+	if cfg.PendingFor <= 0 {
+		cfg.PendingFor = approval.DefaultPendingFor
 	}
 	if cfg.Search.StatementTimeout == 0 {
 		cfg.Search.StatementTimeout = cfg.StatementTimeout

@@ -1,0 +1,105 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/ragfence/ragfence/approval"
+	"github.com/ragfence/ragfence/policy"
+	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/revocation"
+)
+
+// Revocations is the revocation state a Service enforces
+// (*revocation.Watcher): Check reads memory only.
+type Revocations interface {
+	Check(c revocation.Caller) error
+	Concerning(c revocation.Caller) ([]revocation.Revocation, error)
+}
+
+// Approvals is the approval state searches bind (*approval.Watcher).
+type Approvals interface {
+	For(tenant, subject, agent string) (func(resource, rule string) bool, error)
+	InForce(t approval.Target, now time.Time) (approval.Approval, bool)
+}
+
+// Codes of revocation and approval refusals, beside the retriever's own
+// (revocationCode maps the revocation package's to these).
+const (
+	CodeTokenRevoked   retriever.Code = "token_revoked"   // 401: the token is revoked
+	CodeSubjectRevoked retriever.Code = "subject_revoked" // 403: the user is revoked
+	CodeAgentRevoked   retriever.Code = "agent_revoked"   // 403: the agent is revoked (for this user)
+	// CodeRevocationStale (503): the revocation state could not be
+	// confirmed current within its bound; nothing is served on it.
+	CodeRevocationStale retriever.Code = "revocation_state_stale"
+	// CodeApprovalStale (503): likewise for the approval state.
+	CodeApprovalStale retriever.Code = "approval_state_stale"
+	// CodeInvalidApproval (400): an approval request the policy does not
+	// allow (no such rule of the agent, or asked by a user).
+	CodeInvalidApproval retriever.Code = "invalid_approval"
+	// CodeAgentCannotDecide (403): only the user decides an approval.
+	CodeAgentCannotDecide retriever.Code = "agent_cannot_decide"
+)
+
+var revocationCode = map[revocation.Code]retriever.Code{
+	revocation.CodeTokenRevoked: CodeTokenRevoked, revocation.CodeSubjectRevoked: CodeSubjectRevoked,
+	revocation.CodeAgentRevoked: CodeAgentRevoked, revocation.CodeStale: CodeRevocationStale,
+}
+
+// checkRevoked refuses an identity a revocation in force matches, or any
+// identity while the revocation state is stale. A Service without
+// Revocations enforces none.
+func (s *Service) checkRevoked(id Identity) (*revocation.Revocation, error) {
+	if s.cfg.Revocations == nil || id.Subject == nil {
+		return nil, nil
+	}
+	err := s.cfg.Revocations.Check(revocation.Caller{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, Agent: id.Agent, TokenID: id.TokenID})
+	var re *revocation.Error
+	if !errors.As(err, &re) {
+		return nil, err
+	}
+	code, ok := revocationCode[re.Code]
+	if !ok {
+		code = CodeRevocationStale // fail closed on a code this service does not know
+	}
+	return re.Revocation, &retriever.Error{Code: code, Msg: re.Msg, Err: err}
+}
+
+// approvedFor is the approval state a search of id's binds; nil (nothing
+// approved) for a user, or a Service without Approvals.
+func (s *Service) approvedFor(id Identity) (func(resource, rule string) bool, error) {
+	if s.cfg.Approvals == nil || id.Agent == "" {
+		return nil, nil
+	}
+	f, err := s.cfg.Approvals.For(id.Subject.Tenant, id.Subject.ID, id.Agent)
+	if err != nil {
+		return nil, &retriever.Error{Code: CodeApprovalStale, Msg: "the approval state is not current; retry later", Err: err}
+	}
+	return f, nil
+}
+
+// revokedDetail is what the audit record of a revocation's refusal keeps.
+func revokedDetail(r *revocation.Revocation) map[string]any {
+	return map[string]any{"revocation_id": r.ID, "revoked_since": r.CreatedAt.UTC().Format(time.RFC3339)}
+}
+
+// CheckApprovalTTLs refuses a policy whose approval rule lasts longer than
+// max (the server's --max-approval-ttl), naming each such rule.
+func CheckApprovalTTLs(set *policy.Set, max time.Duration) error {
+	var errs []error
+	for _, name := range set.Names {
+		res := set.Resources[name]
+		for _, agent := range slices.Sorted(maps.Keys(res.Agents)) {
+			for _, a := range res.Agents[agent].Approval {
+				if a.TTL > max {
+					errs = append(errs, fmt.Errorf("%s:%d:%d: approval rule %q of agent %q lasts %s, longer than this server allows (%s); shorten its ttl or raise --max-approval-ttl",
+						a.Pos.File, a.Pos.Line, a.Pos.Col, a.Name, agent, a.TTL, max))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

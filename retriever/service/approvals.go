@@ -1,0 +1,198 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/ragfence/ragfence/approval"
+	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/audit"
+)
+
+// Caller is who makes a call that reads no rows (approvals, access), as
+// a front door received it: the credential, address and channel, as in Call.
+type Caller struct {
+	Authorization string
+	ClientAddr    netip.Addr
+	Channel       string
+}
+
+// ApprovalRequest is an agent's request for the rows of one of its
+// approval rules (POST /v1/approvals).
+type ApprovalRequest struct {
+	Collection string `json:"collection"`
+	Rule       string `json:"rule"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// ApprovalView is an approval as its user and agent see it.
+type ApprovalView struct {
+	ID         string `json:"id"`
+	Status     string `json:"status"` // pending, approved, denied, expired
+	Collection string `json:"collection"`
+	Rule       string `json:"rule"`
+	Agent      string `json:"agent"`
+	Reason     string `json:"reason,omitempty"`
+	// TTL is how long an approval lasts once given (Go duration).
+	TTL         string    `json:"ttl,omitempty"`
+	RequestedAt time.Time `json:"requested_at"`
+	// ExpiresAt is when a pending request lapses, or an approval ends.
+	ExpiresAt time.Time  `json:"expires_at"`
+	ValidFrom *time.Time `json:"valid_from,omitempty"`
+}
+
+func viewOf(a approval.Approval, now time.Time) ApprovalView {
+	v := ApprovalView{ID: a.ID, Status: string(a.StatusAt(now)), Collection: a.Resource, Rule: a.Rule, Agent: a.Agent,
+		Reason: a.Reason, RequestedAt: a.RequestedAt, ExpiresAt: a.RequestExpiresAt}
+	if a.TTL > 0 {
+		v.TTL = a.TTL.String()
+	}
+	if a.Status == approval.StatusApproved {
+		from := a.ValidFrom
+		v.ExpiresAt, v.ValidFrom = a.ValidUntil, &from
+	}
+	return v
+}
+
+// RequestApproval records an agent's request for the rows of one of its
+// approval rules, pending its user's decision. Only an agent asks, for a
+// rule its grant on the collection has.
+// The request is read by decode once the caller is authenticated (a front
+// door never parses an anonymous caller's body).
+func (s *Service) RequestApproval(ctx context.Context, c Caller, decode func() (ApprovalRequest, error)) (ApprovalView, error) {
+	id, err := s.identify(ctx, c.Authorization)
+	if err != nil {
+		return ApprovalView{}, err
+	}
+	req, err := decode()
+	if err != nil {
+		return ApprovalView{}, err
+	}
+	if id.Agent == "" {
+		return ApprovalView{}, &retriever.Error{Code: CodeInvalidApproval, Msg: "only an agent (a token whose act claim names it) asks for approval; its user decides"}
+	}
+	p := s.cfg.Policies.Load()
+	res, ok := p.Set().Resources[req.Collection]
+	if !ok {
+		return ApprovalView{}, &retriever.Error{Code: retriever.CodeUnknownCollection, Msg: fmt.Sprintf("unknown collection %q; this server has: %v", req.Collection, p.Set().Names)}
+	}
+	g := res.Agents[id.Agent]
+	var rule *approvalRule
+	if g != nil {
+		if a := g.ApprovalRule(req.Rule); a != nil {
+			rule = &approvalRule{a.Name, a.TTL}
+		}
+	}
+	if rule == nil {
+		return ApprovalView{}, &retriever.Error{Code: CodeInvalidApproval, Msg: fmt.Sprintf("agent %q has no approval rule %q on collection %q", id.Agent, req.Rule, req.Collection)}
+	}
+	t := approval.Target{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, Agent: id.Agent, Resource: req.Collection, Rule: rule.name}
+	a, err := approval.NewStore(s.cfg.Pool).Request(ctx, t, req.Reason, min(rule.ttl, s.cfg.MaxApprovalTTL), s.cfg.PendingFor)
+	if err != nil {
+		return ApprovalView{}, s.approvalError(err)
+	}
+	return s.recordApproval(ctx, c, id, a, "requested")
+}
+
+type approvalRule struct {
+	name string
+	ttl  time.Duration
+}
+
+// Approvals lists the caller's approvals: a user's every agent's, an
+// agent's only its own for its user.
+func (s *Service) Approvals(ctx context.Context, c Caller) ([]ApprovalView, error) {
+	id, err := s.identify(ctx, c.Authorization)
+	if err != nil {
+		return nil, err
+	}
+	list, err := approval.NewStore(s.cfg.Pool).OfSubject(ctx, id.Subject.Tenant, id.Subject.ID)
+	if err != nil {
+		return nil, s.approvalError(err)
+	}
+	now := s.cfg.Now()
+	out := []ApprovalView{}
+	for _, a := range list {
+		if id.Agent == "" || a.Agent == id.Agent {
+			out = append(out, viewOf(a, now))
+		}
+	}
+	return out, nil
+}
+
+// DecideApproval approves or denies a pending request of the caller's
+// own. An agent never decides, not even its own request; a request of
+// another user or tenant is not found, as one that does not exist.
+func (s *Service) DecideApproval(ctx context.Context, c Caller, approvalID string, approve bool) (ApprovalView, error) {
+	id, err := s.identify(ctx, c.Authorization)
+	if err != nil {
+		return ApprovalView{}, err
+	}
+	if id.Agent != "" {
+		return ApprovalView{}, &retriever.Error{Code: CodeAgentCannotDecide, Msg: "an agent cannot decide an approval; its user decides with their own token"}
+	}
+	a, err := approval.NewStore(s.cfg.Pool).Decide(ctx, approvalID, approve,
+		approval.Decider{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, By: id.Subject.ID})
+	if err != nil {
+		return ApprovalView{}, s.approvalError(err)
+	}
+	event := "denied"
+	if approve {
+		event = "approved"
+	}
+	return s.recordApproval(ctx, c, id, a, event)
+}
+
+// identify authenticates a call that reads no rows and refuses revoked
+// identities as Retrieve does.
+func (s *Service) identify(ctx context.Context, authorization string) (Identity, error) {
+	id, err := s.cfg.Auth.Authenticate(ctx, authorization)
+	if err != nil {
+		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: err.Error(), Err: err}
+	}
+	if id.Subject == nil || id.Subject.ID == "" || id.Subject.Tenant == "" {
+		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: "the token names no subject or no tenant"}
+	}
+	if _, err := s.checkRevoked(id); err != nil {
+		return Identity{}, err
+	}
+	return id, nil
+}
+
+func (s *Service) approvalError(err error) error {
+	switch approval.CodeOf(err) {
+	case approval.CodeNotFound:
+		return &retriever.Error{Code: retriever.CodeNotFound, Msg: err.(*approval.Error).Msg, Err: err}
+	case approval.CodeInvalid:
+		return &retriever.Error{Code: CodeInvalidApproval, Msg: err.(*approval.Error).Msg, Err: err}
+	}
+	var re *retriever.Error
+	if errors.As(err, &re) {
+		return re
+	}
+	return &retriever.Error{Code: retriever.CodeUnavailable, Msg: "the approval could not be recorded; retry later", Err: err}
+}
+
+// recordApproval audits an approval event before the caller hears of it:
+// no record, no answer, as for searches.
+func (s *Service) recordApproval(ctx context.Context, c Caller, id Identity, a approval.Approval, event string) (ApprovalView, error) {
+	by := id.Subject.ID
+	if id.Agent != "" {
+		by = id.Agent
+	}
+	r := audit.Record{
+		DecidedAt: s.cfg.Now(), DecisionID: audit.NewDecisionID(), Subject: a.Subject, Tenant: a.Tenant, Agent: a.Agent,
+		Resource: a.Resource, PolicyVersion: s.cfg.Policies.Load().Version(), Outcome: "approval", ClientAddr: c.ClientAddr,
+		Detail: map[string]any{"event": event, "approval_id": a.ID, "rule": a.Rule, "by": by, "channel": c.Channel},
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.cfg.Audit.Enqueue(ctx, r); err != nil {
+		return ApprovalView{}, &retriever.Error{Code: retriever.CodeUnavailable, Msg: "the audit log cannot keep up; retry later", Err: err}
+	}
+	s.cfg.Logger.Info("approval", "event", event, "approval_id", a.ID, "tenant", a.Tenant, "subject", a.Subject, "agent", a.Agent, "rule", a.Rule)
+	return viewOf(a, s.cfg.Now()), nil
+}
