@@ -11,8 +11,10 @@
 // filter.Request.Approved without a database read (BenchmarkFor: about
 // 0.3 µs), and fails closed (CodeStale) when the state is not current.
 //
-// With filter.Wrap or ragfence query, pass the state the same way:
+// With filter.Wrap, pass the state in the context; with Policy.Fragment,
+// in the Request (ragfence query reads it with Store.InForceFor):
 //
-//	approved, err := watcher.For(tenant, user, agent)
+//	approved, err := watcher.For(tenant, user, agent) // fails closed when stale
+//	ctx = filter.WithApproved(ctx, approved)
 //	req := filter.Request{Subject: s, Agent: agent, Approved: approved}
 package approval

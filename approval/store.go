@@ -166,3 +166,29 @@ func fromRow(r store.RagfenceApproval) Approval {
 }
 
 func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+// InForceFor is what filter.Request.Approved takes for one caller, read
+// from the database now: for one-off programs (ragfence query); a server
+// keeps a Watcher instead.
+func (s *Store) InForceFor(ctx context.Context, tenant, subject, agent string) (func(resource, rule string) bool, error) {
+	rows, err := s.q.ApprovalsInForceFor(ctx, store.ApprovalsInForceForParams{Tenant: tenant, Subject: subject, Agent: agent})
+	if err != nil {
+		return nil, fmt.Errorf("approval: read: %w", err)
+	}
+	lifted := map[[2]string]bool{}
+	for _, r := range rows {
+		lifted[[2]string{r.Resource, r.Rule}] = true
+	}
+	return func(resource, rule string) bool { return lifted[[2]string{resource, rule}] }, nil
+}
+
+// Expired claims the requests and approvals that expired since the last
+// call, on any server, and returns them, each once across every server
+// sweeping the same database: for their audit records.
+func (s *Store) Expired(ctx context.Context) ([]Approval, error) {
+	rows, err := s.q.ClaimExpiredApprovals(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("approval: expired: %w", err)
+	}
+	return fromRows(rows), nil
+}

@@ -98,6 +98,7 @@ const (
 	subjectKey ctxKey = iota
 	agentKey
 	factsKey
+	approvedKey
 )
 
 // WithSubject returns ctx carrying the subject statements run for, as the
@@ -118,6 +119,14 @@ func WithRequestContext(ctx context.Context, c policy.Context) context.Context {
 	return context.WithValue(ctx, factsKey, c)
 }
 
+// WithApproved returns ctx carrying the agent's approvals in force
+// (Request.Approved): approval.Watcher.For in a server, or
+// approval.Store.InForceFor in a one-off program. Without it the agent's
+// approval rules withhold their rows.
+func WithApproved(ctx context.Context, approved func(resource, rule string) bool) context.Context {
+	return context.WithValue(ctx, approvedKey, approved)
+}
+
 // ErrNoSubjectInContext is returned for a statement run without WithSubject.
 var ErrNoSubjectInContext = &Error{Code: CodeNoSubject, Msg: "no subject in the context: call filter.WithSubject first"}
 
@@ -130,6 +139,7 @@ func (db *DB) Rewrite(ctx context.Context, sql string, args ...any) (string, []a
 	}
 	req := Request{Subject: s, Context: policy.Context{Time: time.Now()}}
 	req.Agent, _ = ctx.Value(agentKey).(string)
+	req.Approved, _ = ctx.Value(approvedKey).(func(resource, rule string) bool)
 	if c, ok := ctx.Value(factsKey).(policy.Context); ok {
 		req.Context = c
 	}

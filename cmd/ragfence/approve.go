@@ -6,7 +6,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ragfence/ragfence/approval"
+	"github.com/ragfence/ragfence/retriever/audit"
 )
 
 func init() {
@@ -32,7 +35,12 @@ func runApprove(ctx context.Context, args []string, out, _ io.Writer) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	a, err := approval.NewStore(conn).Decide(ctx, fs.Arg(0), !*deny, approval.Decider{By: operatorName(*by)})
+	var a approval.Approval
+	err = inAuditedTx(ctx, conn, func(tx pgx.Tx) (audit.Record, error) {
+		var err error
+		a, err = approval.NewStore(tx).Decide(ctx, fs.Arg(0), !*deny, approval.Decider{By: operatorName(*by)})
+		return approvalRecord(a, string(a.Status), operatorName(*by)), err
+	})
 	if err != nil {
 		return schemaHint(err)
 	}
@@ -83,10 +91,22 @@ func runGrant(ctx context.Context, args []string, out, _ io.Writer) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	a, err := approval.NewStore(conn).Grant(ctx, t, start, end, operatorName(*by), *reason)
+	var a approval.Approval
+	err = inAuditedTx(ctx, conn, func(tx pgx.Tx) (audit.Record, error) {
+		var err error
+		a, err = approval.NewStore(tx).Grant(ctx, t, start, end, operatorName(*by), *reason)
+		return approvalRecord(a, "granted", operatorName(*by)), err
+	})
 	if err != nil {
 		return schemaHint(err)
 	}
 	fmt.Fprintln(out, a.ID)
 	return nil
+}
+
+// approvalRecord is the audit record of an operator's decision or grant.
+func approvalRecord(a approval.Approval, event, by string) audit.Record {
+	return audit.Record{Tenant: a.Tenant, Subject: a.Subject, Agent: a.Agent, Resource: a.Resource, Outcome: "approval",
+		Detail: map[string]any{"event": event, "approval_id": a.ID, "rule": a.Rule, "by": by,
+			"valid_from": a.ValidFrom, "valid_until": a.ValidUntil}}
 }

@@ -43,7 +43,38 @@ func TestGrantAndApproveCommands(t *testing.T) {
 	if code := run(ctx, []string{"approve", "--db", dsn, req.ID}, &o, &e); code != exitFailure || !strings.Contains(e.String(), "no pending approval request") {
 		t.Errorf("approving twice: exit %d: %s", code, e.String())
 	}
+	var events []string
+	rows, err := conn.Query(ctx, `SELECT detail->>'event' FROM ragfence.audit_log WHERE outcome = 'approval' ORDER BY id`)
+	if err == nil {
+		events, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil || strings.Join(events, ",") != "granted,approved" {
+		t.Errorf("audit records %v (%v), want granted,approved", events, err)
+	}
 	if code := run(ctx, []string{"grant", "--db", dsn, "--tenant", "acme"}, &o, &e); code != exitUsage {
 		t.Errorf("grant without its flags: exit %d", code)
+	}
+}
+
+// ragfence query binds the agent's approvals in force, as serve does.
+func TestQueryBindsApprovals(t *testing.T) {
+	dsn := testdb.Database(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	mustRun(t, ctx, "migrate", "--db", dsn)
+	mustRun(t, ctx, "demo", "--db", dsn, "--out", dir, "--chunks", "500")
+	subject := dir + "/query-user.json"
+	writeFile(t, subject, []byte(`{"id": "query-user", "tenant": "acme", "attributes": {"clearance": 3}}`))
+	count := func() string {
+		return strings.TrimSpace(mustRun(t, ctx, "query", "--db", dsn, "--policy", dir+"/policy.yaml", "--subject", subject,
+			"--agent", "summarizer", "SELECT count(*) AS n FROM chunks WHERE classification > 0"))
+	}
+	if got := count(); got != `{"n":0}` {
+		t.Fatalf("before any approval: %s", got)
+	}
+	mustRun(t, ctx, "grant", "--db", dsn, "--tenant", "acme", "--subject", "query-user", "--agent", "summarizer",
+		"--collection", "chunks", "--rule", "classified", "--until", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	if got := count(); got == `{"n":0}` {
+		t.Fatalf("with a grant in force the agent still sees no classified chunk: %s", got)
 	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ragfence/ragfence/approval"
 	"github.com/ragfence/ragfence/filter"
 )
 
@@ -38,7 +40,32 @@ func (a *asSubject) open(ctx context.Context, errOut io.Writer) (*filter.Policy,
 	if err != nil {
 		return nil, filter.Request{}, nil, err
 	}
+	req.Approved = approvedNow(ctx, conn, p, req, errOut)
 	return p, req, conn, nil
+}
+
+// approvedNow is the agent's approvals in force now, as a server would
+// bind them. Without ragfence's tables (the database may be anyone's) the
+// agent's approval rules keep withholding their rows, and a warning says so.
+func approvedNow(ctx context.Context, conn *pgx.Conn, p *filter.Policy, req filter.Request, errOut io.Writer) func(string, string) bool {
+	if req.Agent == "" || !hasApprovalRules(p, req.Agent) {
+		return nil
+	}
+	approved, err := approval.NewStore(conn).InForceFor(ctx, req.Subject.Tenant, req.Subject.ID, req.Agent)
+	if err != nil {
+		fmt.Fprintf(errOut, "warning: cannot read the approvals in force (%v); the agent's approval rules withhold their rows\n", oneLine(err.Error()))
+		return nil
+	}
+	return approved
+}
+
+func hasApprovalRules(p *filter.Policy, agent string) bool {
+	for _, res := range p.Set().Resources {
+		if g := res.Agents[agent]; g != nil && len(g.Approval) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // load loads and compiles the policy and reads the subject.

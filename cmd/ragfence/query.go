@@ -56,6 +56,7 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 		opts = append(opts, filter.ExplainRows())
 	}
 	qctx := filter.WithRequestContext(filter.WithAgent(filter.WithSubject(ctx, req.Subject), req.Agent), req.Context)
+	qctx = filter.WithApproved(qctx, approvedNow(ctx, conn, p, req, errOut))
 	sqlArgs := make([]any, fs.NArg()-1)
 	for i, a := range fs.Args()[1:] {
 		sqlArgs[i] = a

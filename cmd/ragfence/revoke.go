@@ -10,8 +10,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/revocation"
 )
 
@@ -72,13 +74,6 @@ func runRevoke(ctx context.Context, args []string, out, _ io.Writer) error {
 			return schemaHint(err)
 		}
 		return printRevocations(out, rs)
-	case f.lift != 0:
-		r, err := s.Lift(ctx, f.lift, f.operator())
-		if err != nil {
-			return schemaHint(err)
-		}
-		fmt.Fprintf(out, "lifted revocation %d (%s %s of tenant %s)\n", r.ID, r.Kind, target(r), r.Tenant)
-		return nil
 	case f.prune:
 		n, err := s.Prune(ctx)
 		if err != nil {
@@ -87,12 +82,34 @@ func runRevoke(ctx context.Context, args []string, out, _ io.Writer) error {
 		fmt.Fprintf(out, "pruned %d expired token revocations\n", n)
 		return nil
 	}
-	r, err := s.Revoke(ctx, req)
+	var r revocation.Revocation
+	err = inAuditedTx(ctx, conn, func(tx pgx.Tx) (audit.Record, error) {
+		var err error
+		event := "revoked"
+		if f.lift != 0 {
+			r, err = revocation.NewStore(tx).Lift(ctx, f.lift, f.operator())
+			event = "lifted"
+		} else {
+			r, err = revocation.NewStore(tx).Revoke(ctx, req)
+		}
+		return revocationRecord(r, event, f.operator()), err
+	})
 	if err != nil {
 		return schemaHint(err)
 	}
+	if f.lift != 0 {
+		fmt.Fprintf(out, "lifted revocation %d (%s %s of tenant %s)\n", r.ID, r.Kind, target(r), r.Tenant)
+		return nil
+	}
 	fmt.Fprintln(out, r.ID)
 	return nil
+}
+
+// revocationRecord is the audit record of making or lifting r.
+func revocationRecord(r revocation.Revocation, event, by string) audit.Record {
+	return audit.Record{Tenant: r.Tenant, Subject: r.Subject, Agent: r.Agent, Outcome: "revocation",
+		Detail: map[string]any{"event": event, "revocation_id": r.ID, "kind": string(r.Kind), "token_id": r.TokenID,
+			"by": by, "reason": r.Reason}}
 }
 
 // check refuses combinations of the operations before connecting.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ragfence/ragfence/internal/testdb"
 )
 
@@ -33,11 +35,26 @@ func TestRevokeCommand(t *testing.T) {
 	if all := mustRun(t, ctx, "revoke", "--db", dsn, "--list"); !strings.Contains(all, "bob") {
 		t.Errorf("--list without --tenant misses globex:\n%s", all)
 	}
-	if out := mustRun(t, ctx, "revoke", "--db", dsn, "--lift", strconv.FormatInt(id, 10)); !strings.Contains(out, "lifted revocation") {
+	if out := mustRun(t, ctx, "revoke", "--db", dsn, "--lift", strconv.FormatInt(id, 10), "--by", "secops"); !strings.Contains(out, "lifted revocation") {
 		t.Errorf("--lift: %s", out)
 	}
 	if list := mustRun(t, ctx, "revoke", "--db", dsn, "--list", "--tenant", "acme"); strings.Contains(list, "summarizer") {
 		t.Errorf("a lifted revocation is still listed:\n%s", list)
+	}
+	// Both changes left their audit record, with who and why.
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var events []string
+	rows, err := conn.Query(ctx, `SELECT detail->>'event' || ' by ' || (detail->>'by') || ': ' || (detail->>'reason')
+		FROM ragfence.audit_log WHERE outcome = 'revocation' AND (detail->>'revocation_id')::bigint = $1 ORDER BY id`, id)
+	if err == nil {
+		events, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil || strings.Join(events, "; ") != "revoked by secops: prompt injection suspected; lifted by secops: prompt injection suspected" {
+		t.Errorf("audit records %q (%v)", events, err)
 	}
 	var o, e bytes.Buffer
 	if code := run(ctx, []string{"revoke", "--db", dsn, "--lift", strconv.FormatInt(id, 10)}, &o, &e); code != exitFailure ||

@@ -180,6 +180,7 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	if err != nil {
 		return err
 	}
+	go svc.SweepExpiredApprovals(ctx, time.Second)
 	return listenAndServe(ctx, s, srv, writer, policies, logger, out)
 }
 

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -168,4 +169,22 @@ func logValue(p store.InsertAuditRecordsParams) slog.Attr {
 		slog.String("outcome", p.Outcome),
 		slog.String("detail", string(p.Detail)),
 	)
+}
+
+// Write writes records at once, outside any Writer: for commands that
+// change access (ragfence revoke, approve, grant) and must leave their
+// trail before they report success.
+func Write(ctx context.Context, db store.DBTX, records ...Record) error {
+	rows := make([]store.InsertAuditRecordsParams, 0, len(records))
+	for _, r := range records {
+		p, err := r.params()
+		if err != nil {
+			return err
+		}
+		rows = append(rows, p)
+	}
+	if _, err := store.New(db).InsertAuditRecords(ctx, rows); err != nil {
+		return fmt.Errorf("audit: write: %w", err)
+	}
+	return nil
 }

@@ -137,3 +137,37 @@ func TestAccessTellsWhatAnAgentMaySee(t *testing.T) {
 		t.Errorf("the user's own access: %+v %v", a, err)
 	}
 }
+
+// Each expiry, of a pending request or of an approval, is one audit
+// record, however many servers sweep.
+func TestExpiriesAreAuditedOnce(t *testing.T) {
+	f := e2e.Shared(t)
+	svcA, _, _ := accessService(t, &recordingLog{})
+	svcB, _, _ := accessService(t, &recordingLog{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	target := approval.Target{Tenant: "acme", Subject: "svc-expiry-user", Agent: "summarizer", Resource: "chunks", Rule: "classified"}
+	s := approval.NewStore(f.Pool)
+	pending, err := s.Request(ctx, target, "", time.Minute, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted, err := s.Grant(ctx, target, time.Now().Add(-time.Minute), time.Now().Add(20*time.Millisecond), "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go svcA.SweepExpiredApprovals(ctx, 20*time.Millisecond)
+	go svcB.SweepExpiredApprovals(ctx, 20*time.Millisecond)
+	count := func(id string) (n int) {
+		if err := f.Pool.QueryRow(ctx, `SELECT count(*) FROM ragfence.audit_log
+			WHERE outcome = 'approval' AND detail->>'event' = 'expired' AND detail->>'approval_id' = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitFor(t, "both expiries recorded", func() bool { return count(pending.ID) > 0 && count(granted.ID) > 0 })
+	time.Sleep(100 * time.Millisecond) // more sweeps, on both servers
+	if a, b := count(pending.ID), count(granted.ID); a != 1 || b != 1 {
+		t.Errorf("expiry records: %d for the request, %d for the approval; want one each", a, b)
+	}
+}

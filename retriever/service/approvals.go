@@ -10,6 +10,7 @@ import (
 	"github.com/ragfence/ragfence/approval"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
+	"github.com/ragfence/ragfence/revocation"
 )
 
 // Caller is who makes a call that reads no rows (approvals, access), as
@@ -63,7 +64,7 @@ func viewOf(a approval.Approval, now time.Time) ApprovalView {
 // The request is read by decode once the caller is authenticated (a front
 // door never parses an anonymous caller's body).
 func (s *Service) RequestApproval(ctx context.Context, c Caller, decode func() (ApprovalRequest, error)) (ApprovalView, error) {
-	id, err := s.identify(ctx, c.Authorization)
+	id, err := s.identify(ctx, c)
 	if err != nil {
 		return ApprovalView{}, err
 	}
@@ -105,7 +106,7 @@ type approvalRule struct {
 // Approvals lists the caller's approvals: a user's every agent's, an
 // agent's only its own for its user.
 func (s *Service) Approvals(ctx context.Context, c Caller) ([]ApprovalView, error) {
-	id, err := s.identify(ctx, c.Authorization)
+	id, err := s.identify(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func (s *Service) Approvals(ctx context.Context, c Caller) ([]ApprovalView, erro
 // own. An agent never decides, not even its own request; a request of
 // another user or tenant is not found, as one that does not exist.
 func (s *Service) DecideApproval(ctx context.Context, c Caller, approvalID string, approve bool) (ApprovalView, error) {
-	id, err := s.identify(ctx, c.Authorization)
+	id, err := s.identify(ctx, c)
 	if err != nil {
 		return ApprovalView{}, err
 	}
@@ -148,18 +149,35 @@ func (s *Service) DecideApproval(ctx context.Context, c Caller, approvalID strin
 
 // identify authenticates a call that reads no rows and refuses revoked
 // identities as Retrieve does.
-func (s *Service) identify(ctx context.Context, authorization string) (Identity, error) {
-	id, err := s.cfg.Auth.Authenticate(ctx, authorization)
+func (s *Service) identify(ctx context.Context, c Caller) (Identity, error) {
+	id, err := s.cfg.Auth.Authenticate(ctx, c.Authorization)
 	if err != nil {
 		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: err.Error(), Err: err}
 	}
 	if id.Subject == nil || id.Subject.ID == "" || id.Subject.Tenant == "" {
 		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: "the token names no subject or no tenant"}
 	}
-	if _, err := s.checkRevoked(id); err != nil {
+	if r, err := s.checkRevoked(id); err != nil {
+		if r != nil {
+			s.recordRefusal(ctx, c, id, r, err)
+		}
 		return Identity{}, err
 	}
 	return id, nil
+}
+
+// recordRefusal audits a revoked identity's refused call that reads no
+// rows; the refusal stands whether or not the record is accepted.
+func (s *Service) recordRefusal(ctx context.Context, c Caller, id Identity, r *revocation.Revocation, err error) {
+	detail := revokedDetail(r)
+	detail["error"], detail["channel"] = string(codeOf(err)), c.Channel
+	rec := audit.Record{DecidedAt: s.cfg.Now(), DecisionID: audit.NewDecisionID(), Subject: id.Subject.ID, Tenant: id.Subject.Tenant,
+		Agent: id.Agent, PolicyVersion: s.cfg.Policies.Load().Version(), Outcome: outcomeDenied, ClientAddr: c.ClientAddr, Detail: detail}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if aerr := s.cfg.Audit.Enqueue(ctx, rec); aerr != nil {
+		s.cfg.Logger.Error("audit record of a revoked call not accepted", "error", aerr, "revocation_id", r.ID)
+	}
 }
 
 func (s *Service) approvalError(err error) error {
@@ -195,4 +213,49 @@ func (s *Service) recordApproval(ctx context.Context, c Caller, id Identity, a a
 	}
 	s.cfg.Logger.Info("approval", "event", event, "approval_id", a.ID, "tenant", a.Tenant, "subject", a.Subject, "agent", a.Agent, "rule", a.Rule)
 	return viewOf(a, s.cfg.Now()), nil
+}
+
+// SweepExpiredApprovals writes the audit record of every approval request
+// and approval that expires, every interval until ctx ends. Any number of
+// servers may sweep one database: each expiry is claimed, and recorded,
+// once.
+func (s *Service) SweepExpiredApprovals(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.sweepOnce(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("approval expiry sweep failed; retrying", "error", err)
+		}
+	}
+}
+
+// sweepOnce claims the expiries and writes their records in one
+// transaction: a claim without its record never commits.
+func (s *Service) sweepOnce(ctx context.Context) error {
+	tx, err := s.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	expired, err := approval.NewStore(tx).Expired(ctx)
+	if err != nil || len(expired) == 0 {
+		return err
+	}
+	records := make([]audit.Record, len(expired))
+	for i, a := range expired {
+		records[i] = audit.Record{
+			DecidedAt: s.cfg.Now(), DecisionID: audit.NewDecisionID(), Subject: a.Subject, Tenant: a.Tenant, Agent: a.Agent,
+			Resource: a.Resource, PolicyVersion: s.cfg.Policies.Load().Version(), Outcome: "approval",
+			Detail: map[string]any{"event": "expired", "approval_id": a.ID, "rule": a.Rule, "was": string(a.Status)},
+		}
+	}
+	if err := audit.Write(ctx, tx, records...); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }

@@ -70,7 +70,7 @@ type RevocationView struct {
 // named by agent acting for them, may read. An agent's token may name no
 // other agent.
 func (s *Service) Access(ctx context.Context, c Caller, agent string) (*Access, error) {
-	id, err := s.identify(ctx, c.Authorization)
+	id, err := s.identify(ctx, c)
 	if err != nil {
 		return nil, err
 	}

@@ -42,3 +42,22 @@ WHERE tenant = $1 AND subject = $2
   AND (status = 'pending' OR valid_until > now() OR decided_at > now() - interval '1 day')
 ORDER BY requested_at DESC
 LIMIT 200;
+
+-- name: ApprovalsInForceFor :many
+SELECT * FROM ragfence.approvals
+WHERE tenant = $1 AND subject = $2 AND agent = $3 AND status = 'approved'
+  AND valid_from <= now() AND valid_until > now();
+
+-- name: ClaimExpiredApprovals :many
+-- Marks the requests and approvals that have expired since the last
+-- sweep and returns them; concurrent sweepers each get different rows.
+UPDATE ragfence.approvals SET expiry_recorded_at = now()
+WHERE id IN (
+    SELECT id FROM ragfence.approvals
+    WHERE expiry_recorded_at IS NULL
+      AND ((status = 'approved' AND valid_until <= now()) OR (status = 'pending' AND request_expires_at <= now()))
+    ORDER BY id
+    LIMIT 500
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *;

@@ -12,7 +12,7 @@ import (
 )
 
 const approvalByID = `-- name: ApprovalByID :one
-SELECT id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until FROM ragfence.approvals WHERE id = $1
+SELECT id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at FROM ragfence.approvals WHERE id = $1
 `
 
 func (q *Queries) ApprovalByID(ctx context.Context, id pgtype.UUID) (RagfenceApproval, error) {
@@ -35,12 +35,13 @@ func (q *Queries) ApprovalByID(ctx context.Context, id pgtype.UUID) (RagfenceApp
 		&i.DecidedBy,
 		&i.ValidFrom,
 		&i.ValidUntil,
+		&i.ExpiryRecordedAt,
 	)
 	return i, err
 }
 
 const approvalsInForce = `-- name: ApprovalsInForce :many
-SELECT id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until FROM ragfence.approvals WHERE status = 'approved' AND valid_until > now() ORDER BY requested_at
+SELECT id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at FROM ragfence.approvals WHERE status = 'approved' AND valid_until > now() ORDER BY requested_at
 `
 
 func (q *Queries) ApprovalsInForce(ctx context.Context) ([]RagfenceApproval, error) {
@@ -69,6 +70,57 @@ func (q *Queries) ApprovalsInForce(ctx context.Context) ([]RagfenceApproval, err
 			&i.DecidedBy,
 			&i.ValidFrom,
 			&i.ValidUntil,
+			&i.ExpiryRecordedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const approvalsInForceFor = `-- name: ApprovalsInForceFor :many
+SELECT id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at FROM ragfence.approvals
+WHERE tenant = $1 AND subject = $2 AND agent = $3 AND status = 'approved'
+  AND valid_from <= now() AND valid_until > now()
+`
+
+type ApprovalsInForceForParams struct {
+	Tenant  string `json:"tenant"`
+	Subject string `json:"subject"`
+	Agent   string `json:"agent"`
+}
+
+func (q *Queries) ApprovalsInForceFor(ctx context.Context, arg ApprovalsInForceForParams) ([]RagfenceApproval, error) {
+	rows, err := q.db.Query(ctx, approvalsInForceFor, arg.Tenant, arg.Subject, arg.Agent)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RagfenceApproval{}
+	for rows.Next() {
+		var i RagfenceApproval
+		if err := rows.Scan(
+			&i.ID,
+			&i.Tenant,
+			&i.Subject,
+			&i.Agent,
+			&i.Resource,
+			&i.Rule,
+			&i.Reason,
+			&i.Status,
+			&i.RequestedBy,
+			&i.RequestedAt,
+			&i.RequestExpiresAt,
+			&i.TtlSeconds,
+			&i.DecidedAt,
+			&i.DecidedBy,
+			&i.ValidFrom,
+			&i.ValidUntil,
+			&i.ExpiryRecordedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -81,7 +133,7 @@ func (q *Queries) ApprovalsInForce(ctx context.Context) ([]RagfenceApproval, err
 }
 
 const approvalsOfSubject = `-- name: ApprovalsOfSubject :many
-SELECT id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until FROM ragfence.approvals
+SELECT id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at FROM ragfence.approvals
 WHERE tenant = $1 AND subject = $2
   AND (status = 'pending' OR valid_until > now() OR decided_at > now() - interval '1 day')
 ORDER BY requested_at DESC
@@ -121,6 +173,60 @@ func (q *Queries) ApprovalsOfSubject(ctx context.Context, arg ApprovalsOfSubject
 			&i.DecidedBy,
 			&i.ValidFrom,
 			&i.ValidUntil,
+			&i.ExpiryRecordedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const claimExpiredApprovals = `-- name: ClaimExpiredApprovals :many
+UPDATE ragfence.approvals SET expiry_recorded_at = now()
+WHERE id IN (
+    SELECT id FROM ragfence.approvals
+    WHERE expiry_recorded_at IS NULL
+      AND ((status = 'approved' AND valid_until <= now()) OR (status = 'pending' AND request_expires_at <= now()))
+    ORDER BY id
+    LIMIT 500
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at
+`
+
+// Marks the requests and approvals that have expired since the last
+// sweep and returns them; concurrent sweepers each get different rows.
+func (q *Queries) ClaimExpiredApprovals(ctx context.Context) ([]RagfenceApproval, error) {
+	rows, err := q.db.Query(ctx, claimExpiredApprovals)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RagfenceApproval{}
+	for rows.Next() {
+		var i RagfenceApproval
+		if err := rows.Scan(
+			&i.ID,
+			&i.Tenant,
+			&i.Subject,
+			&i.Agent,
+			&i.Resource,
+			&i.Rule,
+			&i.Reason,
+			&i.Status,
+			&i.RequestedBy,
+			&i.RequestedAt,
+			&i.RequestExpiresAt,
+			&i.TtlSeconds,
+			&i.DecidedAt,
+			&i.DecidedBy,
+			&i.ValidFrom,
+			&i.ValidUntil,
+			&i.ExpiryRecordedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -140,7 +246,7 @@ SET status = $1, decided_at = now(), decided_by = $2,
 WHERE id = $3 AND status = 'pending' AND request_expires_at > now()
   AND ($4::text IS NULL OR tenant = $4::text)
   AND ($5::text IS NULL OR subject = $5::text)
-RETURNING id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until
+RETURNING id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at
 `
 
 type DecideApprovalParams struct {
@@ -179,6 +285,7 @@ func (q *Queries) DecideApproval(ctx context.Context, arg DecideApprovalParams) 
 		&i.DecidedBy,
 		&i.ValidFrom,
 		&i.ValidUntil,
+		&i.ExpiryRecordedAt,
 	)
 	return i, err
 }
@@ -189,7 +296,7 @@ INSERT INTO ragfence.approvals (
 ) VALUES (
     $1, $2, $3, $4, $5, $6, 'approved', $7, now(), $7, $8, $9
 )
-RETURNING id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until
+RETURNING id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at
 `
 
 type GrantApprovalParams struct {
@@ -235,6 +342,7 @@ func (q *Queries) GrantApproval(ctx context.Context, arg GrantApprovalParams) (R
 		&i.DecidedBy,
 		&i.ValidFrom,
 		&i.ValidUntil,
+		&i.ExpiryRecordedAt,
 	)
 	return i, err
 }
@@ -246,7 +354,7 @@ INSERT INTO ragfence.approvals (
     $1, $2, $3, $4, $5, $6, 'pending', $7,
     now() + make_interval(secs => $8::float8), $9
 )
-RETURNING id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until
+RETURNING id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at
 `
 
 type RequestApprovalParams struct {
@@ -291,6 +399,7 @@ func (q *Queries) RequestApproval(ctx context.Context, arg RequestApprovalParams
 		&i.DecidedBy,
 		&i.ValidFrom,
 		&i.ValidUntil,
+		&i.ExpiryRecordedAt,
 	)
 	return i, err
 }

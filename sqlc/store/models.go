@@ -64,6 +64,7 @@ type RagfenceApproval struct {
 	DecidedBy        pgtype.Text        `json:"decided_by"`
 	ValidFrom        pgtype.Timestamptz `json:"valid_from"`
 	ValidUntil       pgtype.Timestamptz `json:"valid_until"`
+	ExpiryRecordedAt pgtype.Timestamptz `json:"expiry_recorded_at"`
 }
 
 type RagfenceAuditLog struct {

@@ -22,6 +22,9 @@ CREATE TABLE ragfence.approvals (
     decided_by         text,
     valid_from         timestamptz,
     valid_until        timestamptz,
+    -- When a server wrote the audit record of the request's or the
+    -- approval's expiry: one server, once (see Store.Expired).
+    expiry_recorded_at timestamptz,
     CONSTRAINT approvals_window CHECK (status <> 'approved' OR (valid_from IS NOT NULL AND valid_until > valid_from)),
     CONSTRAINT approvals_pending CHECK (status <> 'pending' OR (request_expires_at IS NOT NULL AND ttl_seconds IS NOT NULL))
 );
