@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/ragfence/ragfence/internal/bench"
 	"github.com/ragfence/ragfence/retriever"
@@ -14,12 +14,6 @@ import (
 
 func init() {
 	register("bench", "compare filtered vector search strategies on generated data (recall, latency, throughput)", runBench)
-}
-
-// profiles are the dataset sizes of --quick (CI) and the default run.
-var profiles = map[string]bench.DataConfig{
-	"quick": {Rows: 20_000, Queries: 300, Dimension: 384, Clusters: 200, Zipf: 1, Latent: 64, Spread: 1.0, Noise: 0.3, Seed: 1},
-	"full":  {Rows: 200_000, Queries: 2_000, Dimension: 384, Clusters: 2_000, Zipf: 1, Latent: 48, Spread: 0.7, Noise: 0.3, Seed: 1},
 }
 
 type benchFlags struct {
@@ -83,38 +77,21 @@ func benchmark(ctx context.Context, f benchFlags, args []string, errOut io.Write
 	if f.quick {
 		profile = "quick"
 	}
-	data := profiles[profile]
-	if f.rows > 0 {
-		data.Rows = f.rows
-	}
-	if f.queries > 0 {
-		data.Queries = f.queries
-	}
-	if minRows := int(float64(bench.K) / bench.Selectivities[len(bench.Selectivities)-1]); data.Rows < minRows {
-		return nil, usagef("--rows must be at least %d, so the 0.1%% user can see %d rows", minRows, bench.K)
-	}
-	rep := &bench.Report{Command: benchCommand(args, f.db), Profile: profile,
-		Started: time.Now(), Data: data, Concurrency: f.concurrency, ExactQueries: f.exactQueries}
 	logf := func(format string, a ...any) { fmt.Fprintf(errOut, "bench: "+format+"\n", a...) }
-	d := bench.Generate(data)
-	env, cleanup, err := prepare(ctx, f, rep, d, logf)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	rep.Results, err = bench.Run(ctx, env, d, d.Queries, bench.RunConfig{
-		ExactQueries: f.exactQueries,
-		Tenant:       benchTenant, Concurrency: f.concurrency, Cells: splitList(f.cells), Strategies: splitList(f.strategies),
-		Progress: func(r bench.Result) {
+	rep, err := bench.Execute(ctx, bench.Options{
+		DB: f.db, Profile: profile, Rows: f.rows, Queries: f.queries, Concurrency: f.concurrency,
+		ExactQueries: f.exactQueries, Search: f.search, Keep: f.keep,
+		Cells: splitList(f.cells), Strategies: splitList(f.strategies), Command: benchCommand(args, f.db), Logf: logf,
+		OnResult: func(r bench.Result) {
 			logf("%-15s %-5s %-12s recall %.3f short %.3f p50 %.2f ms p99 %.2f ms %.0f qps",
 				r.Placement, fmt.Sprintf("%g%%", r.Selectivity*100), r.Strategy, r.Recall, r.Short, r.P50, r.P99, r.QPS)
 		},
 	})
-	rep.Duration = time.Since(rep.Started)
+	if errors.Is(err, bench.ErrTooFewRows) {
+		return nil, usagef("--rows must be at least %d, so the 0.1%% user can see %d rows", bench.MinRows(), bench.K)
+	}
 	return rep, err
 }
-
-const benchTenant = "bench"
 
 // benchCommand is the command line for the report, the database URL (which
 // may hold a password) replaced by $DATABASE_URL.
@@ -130,74 +107,6 @@ func benchCommand(args []string, db string) string {
 		out = append(out, a)
 	}
 	return strings.Join(out, " ")
-}
-
-// prepare generates and loads the dataset (or reuses a kept one) and opens
-// the strategies' connections.
-func prepare(ctx context.Context, f benchFlags, rep *bench.Report, d *bench.Dataset, logf func(string, ...any)) (*bench.Env, func(), error) {
-	name := fmt.Sprintf("ragfence_bench_%s_%d", rep.Profile, rep.Data.Rows)
-	scratch, loaded, err := bench.OpenScratch(ctx, f.db, name, rep.Data, f.keep)
-	if err != nil {
-		return nil, nil, err
-	}
-	drop := func() {
-		if !f.keep {
-			if err := scratch.Drop(context.WithoutCancel(ctx)); err != nil {
-				logf("could not drop scratch database %s: %v", scratch.Name, err)
-			}
-		}
-	}
-	if loaded {
-		logf("reusing the dataset kept in database %s", scratch.Name)
-	} else {
-		logf("generating %d rows and loading them into database %s", rep.Data.Rows, scratch.Name)
-		if rep.Load, err = bench.Load(ctx, scratch.URL, d, benchTenant); err != nil {
-			drop()
-			return nil, nil, err
-		}
-		logf("loaded: copy %s, HNSW index %s, other indexes and ANALYZE %s", rep.Load.Copy.Round(time.Millisecond),
-			rep.Load.VectorIndex.Round(time.Millisecond), rep.Load.Other.Round(time.Millisecond))
-	}
-	env, closeEnv, err := openBenchEnv(ctx, scratch, f)
-	if err != nil {
-		drop()
-		return nil, nil, err
-	}
-	if rep.Machine, err = bench.Describe(ctx, env.Pool); err != nil {
-		closeEnv()
-		drop()
-		return nil, nil, err
-	}
-	return env, func() { closeEnv(); drop() }, nil
-}
-
-func openBenchEnv(ctx context.Context, s *bench.Scratch, f benchFlags) (*bench.Env, func(), error) {
-	size := int32(max(f.concurrency, 1))
-	pool, err := bench.OpenPool(ctx, s.URL, size)
-	if err != nil {
-		return nil, nil, err
-	}
-	rls, err := bench.OpenPool(ctx, s.RLSURL, size)
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	p, err := bench.CompilePolicy()
-	if err != nil {
-		pool.Close()
-		rls.Close()
-		return nil, nil, err
-	}
-	search := f.search
-	search.Estimates = retriever.NewEstimates(retriever.DefaultEstimates, retriever.DefaultEstimateTTL) // as serve
-	searcher, err := retriever.NewSearcher(search)
-	if err != nil {
-		pool.Close()
-		rls.Close()
-		return nil, nil, err
-	}
-	env := &bench.Env{Pool: pool, RLSPool: rls, Policy: p, Searcher: searcher}
-	return env, func() { pool.Close(); rls.Close() }, nil
 }
 
 func writeBench(rep *bench.Report, f benchFlags, out io.Writer) error {

@@ -11,7 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/ragfence/ragfence/internal/pgpool"
 )
 
 // connectTimeout bounds how long a command waits for an unreachable server.
@@ -35,13 +36,13 @@ func parseDB(dsn string) (*pgx.ConnConfig, error) {
 
 // connect opens one connection with pgvector's types registered.
 func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	conn, cfg, err := connectPlain(ctx, dsn)
+	conn, _, err := connectPlain(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}
-	if err := pgxvec.RegisterTypes(ctx, conn); err != nil {
+	if err := pgpool.RegisterVector(ctx, conn); err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("the pgvector extension is not installed in database %q: run `make db`, or CREATE EXTENSION vector as a superuser (%w)", cfg.Database, err)
+		return nil, err
 	}
 	return conn, nil
 }

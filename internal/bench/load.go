@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	pgvector "github.com/pgvector/pgvector-go"
-	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
 	"github.com/ragfence/ragfence/internal/pgpool"
 )
@@ -153,7 +152,7 @@ func Load(ctx context.Context, dsn string, d *Dataset, tenant string) (Timings, 
 	if _, err := conn.Exec(ctx, fmt.Sprintf(schemaSQL, d.Config.Dimension)); err != nil {
 		return t, fmt.Errorf("bench: create table: %w", err)
 	}
-	if err := pgxvec.RegisterTypes(ctx, conn); err != nil {
+	if err := pgpool.RegisterVector(ctx, conn); err != nil {
 		return t, err
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"chunks"},

@@ -1,9 +1,11 @@
-// Package pgpool configures the pgx pools ragfence opens: every connection
-// knows pgvector's types, so vectors bind and scan as pgvector.Vector.
+// Package pgpool configures the pgx connections ragfence opens, pooled or
+// single: every one knows pgvector's types, so vectors bind and scan as
+// pgvector.Vector.
 package pgpool
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,6 +20,16 @@ func ParseConfig(dsn string) (*pgxpool.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return pgxvec.RegisterTypes(ctx, c) }
+	cfg.AfterConnect = RegisterVector
 	return cfg, nil
+}
+
+// RegisterVector makes conn know pgvector's types; it fails, saying what
+// to do, when the database lacks the vector extension.
+func RegisterVector(ctx context.Context, conn *pgx.Conn) error {
+	if err := pgxvec.RegisterTypes(ctx, conn); err != nil {
+		return fmt.Errorf("the pgvector extension is not installed in database %q: run `make db`, or CREATE EXTENSION vector as a superuser (%w)",
+			conn.Config().Database, err)
+	}
+	return nil
 }

@@ -21,6 +21,10 @@ const (
 	DefaultMaxK = 100 // the largest k a query may ask for
 )
 
+// DefaultStatementTimeout is what ragfence serve bounds each statement by
+// (Config.StatementTimeout; zero there keeps the database's own).
+const DefaultStatementTimeout = 5 * time.Second
+
 // Identity is who a call acts for, as authentication established it.
 type Identity struct {
 	Subject *policy.Subject

@@ -21,7 +21,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
 	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/internal/demo"
@@ -96,7 +95,7 @@ func newFixture(tb testing.TB) *Fixture {
 		tb.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if err := pgxvec.RegisterTypes(ctx, conn); err != nil {
+	if err := pgpool.RegisterVector(ctx, conn); err != nil {
 		tb.Fatal(err)
 	}
 	if f.Data, _, err = demo.Seed(ctx, conn, demo.Config{Chunks: 4000}, true); err != nil {

@@ -7,9 +7,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
 	"github.com/ragfence/ragfence/internal/demo"
+	"github.com/ragfence/ragfence/internal/pgpool"
 	"github.com/ragfence/ragfence/internal/testdb"
 	"github.com/ragfence/ragfence/retriever/auth"
 	"github.com/ragfence/ragfence/retriever/service"
@@ -39,7 +39,7 @@ func OwnDemo(t *testing.T, chunks int) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if err := pgxvec.RegisterTypes(ctx, conn); err != nil {
+	if err := pgpool.RegisterVector(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
 	d, _, err := demo.Seed(ctx, conn, demo.Config{Chunks: chunks}, true)
