@@ -17,8 +17,17 @@ import (
 // a front door received it: the credential, address and channel, as in Call.
 type Caller struct {
 	Authorization string
+	Authenticator Authenticator // nil: Config.Auth
 	ClientAddr    netip.Addr
 	Channel       string
+}
+
+// authenticator is a front door's own, or the service's.
+func (s *Service) authenticator(a Authenticator) Authenticator {
+	if a != nil {
+		return a
+	}
+	return s.cfg.Auth
 }
 
 // ApprovalRequest is an agent's request for the rows of one of its
@@ -150,7 +159,7 @@ func (s *Service) DecideApproval(ctx context.Context, c Caller, approvalID strin
 // identify authenticates a call that reads no rows and refuses revoked
 // identities as Retrieve does.
 func (s *Service) identify(ctx context.Context, c Caller) (Identity, error) {
-	id, err := s.cfg.Auth.Authenticate(ctx, c.Authorization)
+	id, err := s.authenticator(c.Authenticator).Authenticate(ctx, c.Authorization)
 	if err != nil {
 		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: err.Error(), Err: err}
 	}

@@ -20,6 +20,10 @@ type Call struct {
 	// Authorization is the caller's credential, as an Authorization header
 	// carries it ("Bearer <token>").
 	Authorization string
+	// Authenticator, when set, verifies Authorization instead of
+	// Config.Auth: a front door whose tokens are minted for it (an MCP
+	// server's audience) brings its own.
+	Authenticator Authenticator
 	// Query is what the caller asks, for a front door that decoded it
 	// already; ignored when Decode is set.
 	Query retriever.Query
@@ -149,7 +153,7 @@ func encode(enc func(*Response) error, resp *Response) error {
 
 // serve authenticates, validates and searches.
 func (s *Service) serve(ctx context.Context, x *exchange) (*Response, error) {
-	id, err := s.cfg.Auth.Authenticate(ctx, x.call.Authorization)
+	id, err := s.authenticator(x.call.Authenticator).Authenticate(ctx, x.call.Authorization)
 	if err != nil {
 		x.outcome = outcomeUnauthenticated
 		return nil, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: err.Error(), Err: err}
