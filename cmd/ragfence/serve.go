@@ -169,7 +169,7 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	defer approvals.Close()
 	svc, err := service.New(service.Config{
 		Embedder: embedder,
-		Pool:     pool, Policies: policies, Auth: verifierAuth{verifier}, Audit: writer,
+		Pool:     pool, Policies: policies, Auth: service.TokenAuth{Verifier: verifier}, Audit: writer,
 		DefaultK: s.defaultK, MaxK: s.maxK, StatementTimeout: s.statementTimeout, Logger: logger,
 		Revocations: revocations, Approvals: approvals, MaxApprovalTTL: s.maxApprovalTTL, PendingFor: s.approvalPending,
 	})
@@ -308,17 +308,6 @@ func watchPolicy(ctx context.Context, policies *retriever.PolicyStore, every tim
 			logger.Info("policy reloaded", "policy_version", policies.Load().Version())
 		}
 	})
-}
-
-// verifierAuth adapts auth.Verifier to service.Authenticator.
-type verifierAuth struct{ v *auth.Verifier }
-
-func (a verifierAuth) Authenticate(ctx context.Context, header string) (service.Identity, error) {
-	id, err := a.v.Verify(ctx, header)
-	if err != nil {
-		return service.Identity{}, err
-	}
-	return service.Identity{Subject: id.Subject, Agent: id.Agent, TokenID: id.TokenID, ExpiresAt: id.ExpiresAt}, nil
 }
 
 // newEmbedder configures query-text embedding, or returns nil when no

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/ragfence/ragfence/policy"
@@ -15,15 +16,19 @@ func init() {
 }
 
 func runToken(_ context.Context, args []string, out, _ io.Writer) error {
-	fs := newFlags("token", "token --jwt-secret-file FILE --subject FILE [--agent ID] [--lifetime 10m] [--issuer I] [--audience A]\n\n"+
+	fs := newFlags("token", "token --jwt-secret-file FILE --subject FILE [--agent ID] [--lifetime 10m] [--issuer I] [--audience A] [--client-id ID] [--scope S]\n\n"+
 		"Prints a JWT for the subject, signed with the development secret, for curl:\n"+
-		"  curl -H \"Authorization: Bearer $(ragfence token ...)\" ...", out)
+		"  curl -H \"Authorization: Bearer $(ragfence token ...)\" ...\n"+
+		"For the MCP endpoint, mint it as an MCP host's token: --audience the server's --mcp-resource,\n"+
+		"--client-id the host (its agent in the policy) and --scope the tools' scopes.", out)
 	secretFile := fs.String("jwt-secret-file", "", "file holding the HS256 secret the server uses (or set RAGFENCE_JWT_SECRET)")
 	subjectFile := fs.String("subject", "", `subject JSON file: {"id", "tenant", "roles", "groups", "attributes"}`)
 	agent := fs.String("agent", "", "the AI agent acting for the subject (the act claim)")
 	lifetime := fs.Duration("lifetime", 10*time.Minute, "how long the token is valid (the server refuses more than its --max-token-lifetime)")
 	issuer := fs.String("issuer", "", "iss claim")
-	audience := fs.String("audience", "", "aud claim")
+	audience := fs.String("audience", "", "aud claim (for MCP: the server's --mcp-resource URL)")
+	clientID := fs.String("client-id", "", "client_id claim: the OAuth client (an MCP host) the token is issued to, read as the agent by the MCP endpoint")
+	scope := fs.String("scope", "", `scope claim, space-separated (e.g. "ragfence:retrieve ragfence:query ragfence:access")`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -44,6 +49,7 @@ func runToken(_ context.Context, args []string, out, _ io.Writer) error {
 	tok, err := auth.Mint(secret, auth.MintClaims{
 		Subject: s.ID, Tenant: s.Tenant, Roles: s.Roles, Groups: s.Groups, Attributes: s.Attributes,
 		Agent: *agent, Issuer: *issuer, Audience: *audience, Lifetime: *lifetime,
+		ClientID: *clientID, Scopes: strings.Fields(*scope),
 	})
 	if err != nil {
 		return err

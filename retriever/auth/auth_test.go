@@ -466,6 +466,61 @@ func TestVerifyHS256(t *testing.T) {
 			},
 			code: auth.CodeMalformedToken,
 		},
+		{
+			name: "a client claim names the agent when there is no act",
+			cfg:  auth.Config{ClientClaims: []string{"client_id", "azp"}},
+			header: func(t *testing.T) string {
+				return "Bearer " + hs256(t, with(func(c jwt.MapClaims) { c["azp"] = "ide-host"; c["scope"] = "ragfence:retrieve  ragfence:query" }))
+			},
+			want: &auth.Identity{
+				Subject:   &policy.Subject{ID: "alice", Tenant: "acme", Roles: []string{}, Groups: []string{}, Attributes: map[string]any{}},
+				Agent:     "ide-host",
+				Scopes:    []string{"ragfence:retrieve", "ragfence:query"},
+				ExpiresAt: now.Add(5 * time.Minute),
+			},
+		},
+		{
+			name: "act wins over the client",
+			cfg:  auth.Config{ClientClaims: []string{"client_id"}},
+			header: func(t *testing.T) string {
+				return "Bearer " + hs256(t, with(func(c jwt.MapClaims) {
+					c["client_id"] = "ide-host"
+					c["act"] = map[string]any{"sub": "summarizer"}
+					c["scp"] = []string{"ragfence:access"}
+				}))
+			},
+			want: &auth.Identity{
+				Subject:   &policy.Subject{ID: "alice", Tenant: "acme", Roles: []string{}, Groups: []string{}, Attributes: map[string]any{}},
+				Agent:     "summarizer",
+				Scopes:    []string{"ragfence:access"},
+				ExpiresAt: now.Add(5 * time.Minute),
+			},
+		},
+		{
+			name: "client claims unused unless configured",
+			header: func(t *testing.T) string {
+				return "Bearer " + hs256(t, with(func(c jwt.MapClaims) { c["client_id"] = "ide-host" }))
+			},
+			want: &auth.Identity{
+				Subject:   &policy.Subject{ID: "alice", Tenant: "acme", Roles: []string{}, Groups: []string{}, Attributes: map[string]any{}},
+				ExpiresAt: now.Add(5 * time.Minute),
+			},
+		},
+		{
+			name: "scope and scp disagree",
+			header: func(t *testing.T) string {
+				return "Bearer " + hs256(t, with(func(c jwt.MapClaims) { c["scope"] = "a"; c["scp"] = []string{"b"} }))
+			},
+			code: auth.CodeMalformedToken,
+		},
+		{
+			name: "client claim not a string",
+			cfg:  auth.Config{ClientClaims: []string{"client_id"}},
+			header: func(t *testing.T) string {
+				return "Bearer " + hs256(t, with(func(c jwt.MapClaims) { c["client_id"] = 7 }))
+			},
+			code: auth.CodeMalformedToken,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

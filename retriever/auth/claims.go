@@ -2,6 +2,8 @@ package auth
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -47,7 +49,50 @@ func (v *Verifier) identity(claims jwt.MapClaims) (*Identity, *Error) {
 	if id.Agent, id.PriorActors, e = actors(claims); e != nil {
 		return nil, e
 	}
+	if id.Agent == "" {
+		if id.Agent, e = v.client(claims); e != nil {
+			return nil, e
+		}
+	}
+	if id.Scopes, e = scopes(claims); e != nil {
+		return nil, e
+	}
 	return id, nil
+}
+
+// client is the first of Config.ClientClaims the token carries, or "".
+func (v *Verifier) client(claims map[string]any) (string, *Error) {
+	for _, name := range v.cfg.ClientClaims {
+		s, ok, e := optionalString(claims, name)
+		if e != nil || ok {
+			return s, e
+		}
+	}
+	return "", nil
+}
+
+// scopes reads "scope" (a space-separated string) or, without it, "scp"
+// (a list of strings). A token with both must agree, or is refused: two
+// readers must not see different scopes.
+func scopes(claims map[string]any) ([]string, *Error) {
+	scope, hasScope, e := optionalString(claims, "scope")
+	if e != nil {
+		return nil, e
+	}
+	scp, e := stringList(claims, "scp")
+	if e != nil {
+		return nil, e
+	}
+	fields := strings.Fields(scope)
+	switch {
+	case hasScope && len(scp) > 0 && !slices.Equal(fields, scp):
+		return nil, newError(CodeMalformedToken, `claims "scope" and "scp" disagree`, nil)
+	case hasScope:
+		return fields, nil
+	case len(scp) == 0:
+		return nil, nil
+	}
+	return scp, nil
 }
 
 // actors reads RFC 8693's act claim: the outermost act is the current actor

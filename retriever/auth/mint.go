@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -22,6 +23,11 @@ type MintClaims struct {
 	Issuer   string
 	Audience string
 	ID       string // jti
+	// ClientID is the OAuth client the token is issued to (client_id), as
+	// an MCP host's tokens name it.
+	ClientID string
+	// Scopes become the space-separated scope claim.
+	Scopes []string
 	// Lifetime is exp - iat; default DefaultMaxLifetime.
 	Lifetime time.Duration
 	// IssuedAt is iat and nbf; default now. Truncated to whole seconds.
@@ -30,7 +36,7 @@ type MintClaims struct {
 
 // reservedClaims are the claim names Mint sets itself; attributes may not
 // use them.
-var reservedClaims = []string{"sub", "iss", "aud", "exp", "nbf", "iat", "jti", "act",
+var reservedClaims = []string{"sub", "iss", "aud", "exp", "nbf", "iat", "jti", "act", "scope", "client_id",
 	DefaultTenantClaim, DefaultRolesClaim, DefaultGroupsClaim}
 
 // Mint returns an HS256 token for c signed with secret, for `ragfence token`
@@ -76,6 +82,8 @@ func Mint(secret []byte, c MintClaims) (string, error) {
 	set("iss", c.Issuer)
 	set("aud", c.Audience)
 	set("jti", c.ID)
+	set("client_id", c.ClientID)
+	set("scope", strings.Join(c.Scopes, " "))
 	if c.Roles != nil {
 		claims[DefaultRolesClaim] = c.Roles
 	}

@@ -21,8 +21,8 @@ func claimsSchema(cfg Config) *strictjson.Object {
 	act := &strictjson.Object{Open: true, Fields: map[string]*strictjson.Object{"sub": nil}}
 	act.Fields["act"] = act
 	o := &strictjson.Object{Open: true, Fields: map[string]*strictjson.Object{"act": act}}
-	for _, name := range []string{"sub", "jti", "exp", "iat", "nbf", "iss", "aud",
-		cfg.TenantClaim, cfg.RolesClaim, cfg.GroupsClaim} {
+	for _, name := range append([]string{"sub", "jti", "exp", "iat", "nbf", "iss", "aud", "scope", "scp",
+		cfg.TenantClaim, cfg.RolesClaim, cfg.GroupsClaim}, cfg.ClientClaims...) {
 		o.Fields[name] = nil
 	}
 	for _, name := range cfg.Attributes {

@@ -83,6 +83,13 @@ type Config struct {
 	Attributes      []string
 	AttributeClaims map[string]string
 
+	// ClientClaims name the claims that identify the OAuth client a token
+	// was issued to (for MCP: "client_id", then "azp"). When set, a token
+	// without act speaks for the first of them present as its agent, so a
+	// client acting for a user gets its grant intersected with the user's
+	// exactly as an act claim would. Empty: the client is not an agent.
+	ClientClaims []string
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -101,6 +108,9 @@ type Identity struct {
 	TokenID string
 	// ExpiresAt is the exp claim.
 	ExpiresAt time.Time
+	// Scopes are the token's OAuth scopes: the space-separated "scope"
+	// claim (RFC 9068), or the "scp" list some issuers send.
+	Scopes []string
 }
 
 // Verifier checks bearer tokens. It is safe for concurrent use.

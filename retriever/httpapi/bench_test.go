@@ -54,7 +54,7 @@ func BenchmarkRetrieveHandler(b *testing.B) {
 		}
 	})
 	svc, err := service.New(service.Config{
-		Pool: db.Pool, Policies: retriever.StaticPolicy(f.Policy), Auth: e2e.VerifierAuth{V: f.Verifier},
+		Pool: db.Pool, Policies: retriever.StaticPolicy(f.Policy), Auth: service.TokenAuth{Verifier: f.Verifier},
 		Audit: w, Logger: logger, StatementTimeout: 5 * time.Second, // serve's default
 	})
 	if err != nil {

@@ -79,7 +79,7 @@ func newServer(t *testing.T, opt serverOptions) *testServer {
 	})
 	now := opt.now
 	svc, err := service.New(service.Config{
-		Pool: opt.pool, Policies: retriever.StaticPolicy(f.Policy), Auth: e2e.VerifierAuth{V: f.Verifier},
+		Pool: opt.pool, Policies: retriever.StaticPolicy(f.Policy), Auth: service.TokenAuth{Verifier: f.Verifier},
 		Audit: w, Logger: logger, Now: func() time.Time { return now }, Embedder: opt.embedder,
 	})
 	if err != nil {

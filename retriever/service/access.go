@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -102,4 +103,16 @@ func CheckApprovalTTLs(set *policy.Set, max time.Duration) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Admit refuses an identity a front door authenticated itself (an MCP
+// transport, before any tool runs) when a revocation in force matches it,
+// or when the revocation state is stale; a refusal is audited as the
+// calls' are.
+func (s *Service) Admit(ctx context.Context, c Caller, id Identity) error {
+	r, err := s.checkRevoked(id)
+	if err != nil && r != nil {
+		s.recordRefusal(ctx, c, id, r, err)
+	}
+	return err
 }

@@ -38,7 +38,7 @@ func accessService(t *testing.T, log service.AuditLog) (*service.Service, *revoc
 	}
 	t.Cleanup(aw.Close)
 	svc, err := service.New(service.Config{
-		Pool: f.Pool, Policies: retriever.StaticPolicy(f.Policy), Auth: e2e.VerifierAuth{V: f.Verifier},
+		Pool: f.Pool, Policies: retriever.StaticPolicy(f.Policy), Auth: service.TokenAuth{Verifier: f.Verifier},
 		Audit: log, Logger: quiet, Revocations: rw, Approvals: aw,
 	})
 	if err != nil {

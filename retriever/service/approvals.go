@@ -19,7 +19,7 @@ type Caller struct {
 	Authorization string
 	Authenticator Authenticator // nil: Config.Auth
 	ClientAddr    netip.Addr
-	Channel       string
+	Channel, Tool string
 }
 
 // authenticator is a front door's own, or the service's.
@@ -180,6 +180,9 @@ func (s *Service) identify(ctx context.Context, c Caller) (Identity, error) {
 func (s *Service) recordRefusal(ctx context.Context, c Caller, id Identity, r *revocation.Revocation, err error) {
 	detail := revokedDetail(r)
 	detail["error"], detail["channel"] = string(codeOf(err)), c.Channel
+	if c.Tool != "" {
+		detail["tool"] = c.Tool
+	}
 	rec := audit.Record{DecidedAt: s.cfg.Now(), DecisionID: audit.NewDecisionID(), Subject: id.Subject.ID, Tenant: id.Subject.Tenant,
 		Agent: id.Agent, PolicyVersion: s.cfg.Policies.Load().Version(), Outcome: outcomeDenied, ClientAddr: c.ClientAddr, Detail: detail}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -213,7 +216,7 @@ func (s *Service) recordApproval(ctx context.Context, c Caller, id Identity, a a
 	r := audit.Record{
 		DecidedAt: s.cfg.Now(), DecisionID: audit.NewDecisionID(), Subject: a.Subject, Tenant: a.Tenant, Agent: a.Agent,
 		Resource: a.Resource, PolicyVersion: s.cfg.Policies.Load().Version(), Outcome: "approval", ClientAddr: c.ClientAddr,
-		Detail: map[string]any{"event": event, "approval_id": a.ID, "rule": a.Rule, "by": by, "channel": c.Channel},
+		Detail: map[string]any{"event": event, "approval_id": a.ID, "rule": a.Rule, "by": by, "channel": c.Channel, "tool": c.Tool},
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

@@ -46,11 +46,14 @@ func (s *Service) recordDecision(ctx context.Context, x *exchange) error {
 	if sub := x.identity.Subject; sub != nil {
 		r.Subject, r.Tenant = sub.ID, sub.Tenant
 	}
-	if ch := x.call.Channel; ch != "" {
+	for k, v := range map[string]string{"channel": x.call.Channel, "tool": x.call.Tool} {
+		if v == "" {
+			continue
+		}
 		if r.Detail == nil {
 			r.Detail = map[string]any{}
 		}
-		r.Detail["channel"] = ch
+		r.Detail[k] = v
 	}
 	// A caller that hung up still leaves its record.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

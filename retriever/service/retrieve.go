@@ -40,9 +40,10 @@ type Call struct {
 	// ClientAddr is the caller's address: the policy's context.ip and the
 	// audit record's; the zero Addr when unknown.
 	ClientAddr netip.Addr
-	// Channel names the front door ("http"), kept in the audit record's
-	// detail and the log line.
-	Channel string
+	// Channel names the front door ("http", "mcp"), kept in the audit
+	// record's detail and the log line; Tool, the front door's own name for
+	// the operation (an MCP tool's), likewise when set.
+	Channel, Tool string
 }
 
 // Response is a retrieval's answer.

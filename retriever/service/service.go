@@ -34,6 +34,9 @@ type Identity struct {
 	TokenID string
 	// ExpiresAt is when the credential expires, or zero.
 	ExpiresAt time.Time
+	// Scopes are the credential's OAuth scopes, for front doors that
+	// require them (MCP).
+	Scopes []string
 }
 
 // Authenticator turns a call's credential (an Authorization header's value)

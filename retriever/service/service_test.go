@@ -24,7 +24,7 @@ func newService(t *testing.T, log service.AuditLog) *service.Service {
 	t.Helper()
 	f := e2e.Shared(t)
 	svc, err := service.New(service.Config{
-		Pool: f.Pool, Policies: retriever.StaticPolicy(f.Policy), Auth: e2e.VerifierAuth{V: f.Verifier},
+		Pool: f.Pool, Policies: retriever.StaticPolicy(f.Policy), Auth: service.TokenAuth{Verifier: f.Verifier},
 		Audit: log, Logger: slog.New(slog.NewJSONHandler(&bytes.Buffer{}, nil)),
 		Now: func() time.Time { return e2e.FixedNow },
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/ragfence/ragfence/filter"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/revocation"
 )
 
@@ -69,11 +70,31 @@ type RevocationView struct {
 // Access answers what the caller, or (for a user's own token) the agent
 // named by agent acting for them, may read. An agent's token may name no
 // other agent.
+// Every answer is audited (a refusal of a revoked caller by identify).
 func (s *Service) Access(ctx context.Context, c Caller, agent string) (*Access, error) {
 	id, err := s.identify(ctx, c)
 	if err != nil {
 		return nil, err
 	}
+	a, err := s.access(ctx, c, id, agent)
+	outcome, detail := outcomeAllowed, map[string]any{"kind": "access", "channel": c.Channel, "about_agent": agent}
+	if c.Tool != "" {
+		detail["tool"] = c.Tool
+	}
+	if err != nil {
+		outcome, detail["error"] = outcomeOf(err, outcomeError), string(codeOf(err))
+	}
+	rec := audit.Record{DecidedAt: s.cfg.Now(), DecisionID: audit.NewDecisionID(), Subject: id.Subject.ID, Tenant: id.Subject.Tenant,
+		Agent: id.Agent, PolicyVersion: s.cfg.Policies.Load().Version(), Outcome: outcome, ClientAddr: c.ClientAddr, Detail: detail}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if aerr := s.cfg.Audit.Enqueue(actx, rec); aerr != nil {
+		return nil, &retriever.Error{Code: retriever.CodeUnavailable, Msg: "the audit log cannot keep up; retry later", Err: aerr}
+	}
+	return a, err
+}
+
+func (s *Service) access(ctx context.Context, c Caller, id Identity, agent string) (*Access, error) {
 	switch {
 	case agent != "" && id.Agent != "" && agent != id.Agent:
 		return nil, &retriever.Error{Code: retriever.CodeInvalidSubject, Msg: "an agent's token may ask only about itself"}

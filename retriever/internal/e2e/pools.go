@@ -11,8 +11,6 @@ import (
 	"github.com/ragfence/ragfence/internal/demo"
 	"github.com/ragfence/ragfence/internal/pgpool"
 	"github.com/ragfence/ragfence/internal/testdb"
-	"github.com/ragfence/ragfence/retriever/auth"
-	"github.com/ragfence/ragfence/retriever/service"
 )
 
 // DownPool is a pool whose every connection attempt is refused.
@@ -57,16 +55,4 @@ func OwnDemo(t *testing.T, chunks int) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
-}
-
-// VerifierAuth adapts auth.Verifier to service.Authenticator, as serve does.
-type VerifierAuth struct{ V *auth.Verifier }
-
-// Authenticate verifies the header's token.
-func (a VerifierAuth) Authenticate(ctx context.Context, header string) (service.Identity, error) {
-	id, err := a.V.Verify(ctx, header)
-	if err != nil {
-		return service.Identity{}, err
-	}
-	return service.Identity{Subject: id.Subject, Agent: id.Agent}, nil
 }
