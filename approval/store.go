@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -31,8 +33,13 @@ type Target struct {
 }
 
 func (t Target) check() error {
-	if t.Tenant == "" || t.Subject == "" || t.Agent == "" || t.Resource == "" || t.Rule == "" {
-		return invalid("an approval names a tenant, a subject, an agent, a collection and a rule")
+	for _, v := range []string{t.Tenant, t.Subject, t.Agent, t.Resource, t.Rule} {
+		if v == "" {
+			return invalid("an approval names a tenant, a subject, an agent, a collection and a rule")
+		}
+		if v != strings.TrimSpace(v) || strings.ContainsFunc(v, unicode.IsControl) {
+			return invalid(fmt.Sprintf("%q has leading or trailing spaces or control characters: it would match nobody", v))
+		}
 	}
 	return nil
 }
@@ -83,6 +90,9 @@ type Decider struct {
 	Tenant, Subject string
 	// By is recorded as who decided.
 	By string
+	// MaxTTL, when set, shortens the approval to it: the rule's ttl as the
+	// policy says it now, which may be shorter than when it was asked.
+	MaxTTL time.Duration
 }
 
 // Decide approves (approve true; valid from now for the request's ttl) or
@@ -101,10 +111,14 @@ func (s *Store) Decide(ctx context.Context, id string, approve bool, d Decider) 
 	if approve {
 		status = StatusApproved
 	}
-	row, err := s.q.DecideApproval(ctx, store.DecideApprovalParams{
+	p := store.DecideApprovalParams{
 		Status: string(status), DecidedBy: pgtype.Text{String: d.By, Valid: true}, ID: uid,
 		Tenant: text(d.Tenant), Subject: text(d.Subject),
-	})
+	}
+	if d.MaxTTL > 0 {
+		p.MaxTtlSeconds = pgtype.Float8{Float64: d.MaxTTL.Seconds(), Valid: true}
+	}
+	row, err := s.q.DecideApproval(ctx, p)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Approval{}, notFound(id)
 	}
@@ -130,6 +144,15 @@ func (s *Store) inForce(ctx context.Context) ([]Approval, error) {
 		return nil, err
 	}
 	return fromRows(rows), nil
+}
+
+// Get reads one approval; ok is false when there is none with that id.
+func (s *Store) Get(ctx context.Context, id string) (a Approval, ok bool, err error) {
+	var uid pgtype.UUID
+	if uid.Scan(id) != nil {
+		return Approval{}, false, nil
+	}
+	return s.byID(ctx, uid)
 }
 
 func (s *Store) byID(ctx context.Context, id pgtype.UUID) (Approval, bool, error) {

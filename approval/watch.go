@@ -18,8 +18,9 @@ import (
 type WatchConfig struct {
 	ConnConfig   *pgx.ConnConfig
 	MaxStaleness time.Duration // 0: 5 s
-	Heartbeat    time.Duration // 0: 1 s
-	// Now is the clock approvals' windows are compared with; time.Now by default.
+	Heartbeat    time.Duration // 0: a quarter of MaxStaleness, at most 1 s
+	// Now is the clock approvals' windows are compared with; by default
+	// the database's (windows are reckoned on it).
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -43,9 +44,6 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Watcher, error) {
 		return nil, errors.New("approval: WatchConfig needs ConnConfig")
 	}
 	w := &Watcher{now: cfg.Now, byID: map[string]Approval{}, by: map[Target][]string{}}
-	if w.now == nil {
-		w.now = time.Now
-	}
 	l, err := pglisten.Start(ctx, pglisten.Config{
 		ConnConfig: cfg.ConnConfig, Channel: Channel, Reload: w.reload, Apply: w.apply,
 		MaxStaleness: cfg.MaxStaleness, Heartbeat: cfg.Heartbeat, Logger: cfg.Logger,
@@ -54,8 +52,15 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Watcher, error) {
 		return nil, fmt.Errorf("approval: %w", err)
 	}
 	w.l = l
+	if w.now == nil {
+		w.now = l.Now
+	}
 	return w, nil
 }
+
+// Now is the clock the Watcher compares windows with (the database's,
+// unless WatchConfig.Now).
+func (w *Watcher) Now() time.Time { return w.now() }
 
 // Close stops watching; lookups fail closed from then on.
 func (w *Watcher) Close() { w.l.Close() }
@@ -69,15 +74,18 @@ func (w *Watcher) Fresh() error {
 }
 
 // For returns what filter.Request.Approved takes for one caller: whether
-// an approval of the rule is in force now. With stale state it is an error,
-// never a guess.
+// an approval of the rule is in force when it is asked (so a function kept
+// for a session stops answering yes at the approval's end, and once the
+// state goes stale). With stale state For is an error, never a guess.
 func (w *Watcher) For(tenant, subject, agent string) (func(resource, rule string) bool, error) {
 	if err := w.Fresh(); err != nil {
 		return nil, err
 	}
-	now := w.now()
 	return func(resource, rule string) bool {
-		_, ok := w.InForce(Target{tenant, subject, agent, resource, rule}, now)
+		if w.Fresh() != nil {
+			return false
+		}
+		_, ok := w.InForce(Target{tenant, subject, agent, resource, rule}, w.now())
 		return ok
 	}, nil
 }
@@ -90,7 +98,8 @@ func (w *Watcher) InForce(t Target, now time.Time) (Approval, bool) {
 	var best Approval
 	found := false
 	for _, id := range w.by[t] {
-		if a := w.byID[id]; a.InForce(now) && (!found || a.ValidUntil.After(best.ValidUntil)) {
+		a := w.byID[id]
+		if a.InForce(now) && (!found || a.ValidUntil.After(best.ValidUntil)) {
 			best, found = a, true
 		}
 	}

@@ -3,7 +3,9 @@ package revocation
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Kind is what a revocation refuses.
@@ -70,6 +72,11 @@ func (r Request) Validate() error {
 
 // kind checks r and says what it revokes.
 func (r Request) kind() (Kind, error) {
+	for _, v := range []string{r.Tenant, r.TokenID, r.Subject, r.Agent} {
+		if v != strings.TrimSpace(v) || strings.ContainsFunc(v, unicode.IsControl) {
+			return "", invalid(fmt.Sprintf("%q has leading or trailing spaces or control characters: it would match nobody", v))
+		}
+	}
 	var k Kind
 	switch {
 	case r.Tenant == "":

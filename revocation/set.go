@@ -12,7 +12,10 @@ type Caller struct {
 	Tenant  string
 	Subject string
 	Agent   string // "" when the user calls directly
-	TokenID string // the jti, or ""
+	// PriorActors are the agents earlier in the delegation chain (nested
+	// act claims): a revoked agent is refused wherever it stands in it.
+	PriorActors []string
+	TokenID     string // the jti, or ""
 }
 
 // key is what a revocation matches on: a token, a subject, or an agent
@@ -97,24 +100,22 @@ func (s *set) removeLocked(id int64) {
 }
 
 // match returns the revocation in force at now that refuses c, the most
-// specific first: the token, the user, the agent for this user, the agent.
+// specific first: the token, the user, then each agent of the chain, for
+// this user before for anyone.
 func (s *set) match(c Caller, now time.Time) (Revocation, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	keys := [4]key{
-		{c.Tenant, KindToken, c.TokenID, ""},
-		{c.Tenant, KindSubject, c.Subject, ""},
-		{c.Tenant, KindAgent, c.Agent, c.Subject},
-		{c.Tenant, KindAgent, c.Agent, ""},
+	keys := make([]key, 0, 2+2*(1+len(c.PriorActors)))
+	if c.TokenID != "" {
+		keys = append(keys, key{c.Tenant, KindToken, c.TokenID, ""})
 	}
-	n := 4
-	if c.Agent == "" {
-		n = 2
-	}
-	for i, k := range keys[:n] {
-		if k.target == "" || (i == 2 && k.subject == "") {
-			continue
+	keys = append(keys, key{c.Tenant, KindSubject, c.Subject, ""})
+	for _, agent := range append([]string{c.Agent}, c.PriorActors...) {
+		if agent != "" {
+			keys = append(keys, key{c.Tenant, KindAgent, agent, c.Subject}, key{c.Tenant, KindAgent, agent, ""})
 		}
+	}
+	for _, k := range keys {
 		for _, id := range s.byKey[k] {
 			if r := s.byID[id]; r.InForce(now) {
 				return r, true
@@ -137,7 +138,8 @@ func (s *set) concerning(c Caller, now time.Time) []Revocation {
 		switch {
 		case r.Kind == KindToken && r.TokenID == c.TokenID && c.TokenID != "",
 			r.Kind == KindSubject && r.Subject == c.Subject,
-			r.Kind == KindAgent && c.Agent != "" && r.Agent == c.Agent && (r.Subject == "" || r.Subject == c.Subject):
+			r.Kind == KindAgent && (r.Agent == c.Agent && c.Agent != "" || slices.Contains(c.PriorActors, r.Agent)) &&
+				(r.Subject == "" || r.Subject == c.Subject):
 			out = append(out, r)
 		}
 	}

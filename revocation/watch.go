@@ -32,10 +32,11 @@ type WatchConfig struct {
 	// connection down, or silent) before Check fails closed with
 	// CodeStale; 0 means DefaultMaxStaleness.
 	MaxStaleness time.Duration
-	// Heartbeat is how often an idle connection is pinged; 0 means
-	// DefaultHeartbeat. Keep it well below MaxStaleness.
+	// Heartbeat is how often an idle connection is checked; 0 means a
+	// quarter of MaxStaleness, at most DefaultHeartbeat.
 	Heartbeat time.Duration
-	// Now is the clock revocations' ends are compared with; time.Now by default.
+	// Now is the clock revocations' ends are compared with; by default the
+	// database's, as measured at each heartbeat (ends are reckoned on it).
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -58,9 +59,6 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Watcher, error) {
 		return nil, errors.New("revocation: WatchConfig needs ConnConfig")
 	}
 	w := &Watcher{set: newSet(), now: cfg.Now}
-	if w.now == nil {
-		w.now = time.Now
-	}
 	l, err := pglisten.Start(ctx, pglisten.Config{
 		ConnConfig: cfg.ConnConfig, Channel: Channel, Reload: w.reload, Apply: w.apply,
 		MaxStaleness: cfg.MaxStaleness, Heartbeat: cfg.Heartbeat, Logger: cfg.Logger,
@@ -69,8 +67,15 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Watcher, error) {
 		return nil, fmt.Errorf("revocation: %w", err)
 	}
 	w.l = l
+	if w.now == nil {
+		// Ends were computed on the database's clock; compare on it.
+		w.now = l.Now
+	}
 	return w, nil
 }
+
+// Now is the clock revocations' ends are compared with.
+func (w *Watcher) Now() time.Time { return w.now() }
 
 // Close stops watching; Check fails closed from then on.
 func (w *Watcher) Close() { w.l.Close() }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ragfence/ragfence/approval"
 	"github.com/ragfence/ragfence/retriever/audit"
+	"github.com/ragfence/ragfence/retriever/service"
 )
 
 func init() {
@@ -52,11 +54,16 @@ func runApprove(ctx context.Context, args []string, out, _ io.Writer) error {
 	return nil
 }
 
-func runGrant(ctx context.Context, args []string, out, _ io.Writer) error {
-	fs := newFlags("grant", "grant --db URL --tenant T --subject S --agent A --collection C --rule R --from TIME --until TIME [--reason TEXT]\n\n"+
+func runGrant(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := newFlags("grant", "grant --db URL --policy P --tenant T --subject S --agent A --collection C --rule R [--from TIME] --until TIME [--reason TEXT]\n\n"+
 		"Lifts the agent's approval rule for the user within the window (RFC 3339\n"+
-		"times), without a request: permission for a planned task. Prints the id.", out)
+		"times), without a request: permission for a planned task. Prints the id.\n"+
+		"The policy must have the rule; the window may not exceed --max-approval-ttl\n"+
+		"(servers end any approval at their own maximum).", out)
 	db := dbFlag(fs)
+	var policies multiFlag
+	fs.Var(&policies, "policy", "policy file or folder (repeatable): the agent's approval rule must be in it")
+	maxTTL := fs.Duration("max-approval-ttl", service.DefaultMaxApprovalTTL, "the longest window a grant may have (as the servers' --max-approval-ttl)")
 	var t approval.Target
 	fs.StringVar(&t.Tenant, "tenant", "", "the user's tenant")
 	fs.StringVar(&t.Subject, "subject", "", "the user the agent acts for")
@@ -86,6 +93,12 @@ func runGrant(ctx context.Context, args []string, out, _ io.Writer) error {
 	if !end.After(start) {
 		return usagef("--until must be after --from")
 	}
+	if end.Sub(start) > *maxTTL {
+		return usagef("the window lasts %s, longer than --max-approval-ttl %s: servers would end it early", end.Sub(start), *maxTTL)
+	}
+	if err := checkApprovalRule(errOut, policies, t); err != nil {
+		return err
+	}
 	conn, _, err := connectPlain(ctx, *db)
 	if err != nil {
 		return err
@@ -109,4 +122,24 @@ func approvalRecord(a approval.Approval, event, by string) audit.Record {
 	return audit.Record{Tenant: a.Tenant, Subject: a.Subject, Agent: a.Agent, Resource: a.Resource, Outcome: "approval",
 		Detail: map[string]any{"event": event, "approval_id": a.ID, "rule": a.Rule, "by": by,
 			"valid_from": a.ValidFrom, "valid_until": a.ValidUntil}}
+}
+
+// checkApprovalRule refuses a grant the policy has no approval rule for: it
+// would lift nothing.
+func checkApprovalRule(errOut io.Writer, policies multiFlag, t approval.Target) error {
+	if len(policies) == 0 {
+		return usagef("--policy is required: the grant's approval rule must be in it")
+	}
+	set, err := loadPolicy(errOut, policies...)
+	if err != nil {
+		return err
+	}
+	res, ok := set.Resources[t.Resource]
+	if !ok {
+		return usagef("the policy has no collection %q; it has: %s", t.Resource, strings.Join(set.Names, ", "))
+	}
+	if g := res.Agents[t.Agent]; g == nil || g.ApprovalRule(t.Rule) == nil {
+		return usagef("agent %q has no approval rule %q on %q in the policy", t.Agent, t.Rule, t.Resource)
+	}
+	return nil
 }

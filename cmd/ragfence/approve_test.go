@@ -17,8 +17,30 @@ func TestGrantAndApproveCommands(t *testing.T) {
 	dsn := testdb.Database(t)
 	ctx := context.Background()
 	mustRun(t, ctx, "migrate", "--db", dsn)
+	policy := t.TempDir() + "/policy.yaml"
+	writeFile(t, policy, []byte(`version: 1
+resources:
+  chunks:
+    tenant: tenant_id
+    allow: [{name: all, when: "true"}]
+    agents:
+      auditor:
+        allow: [{name: all, when: "true"}]
+        approval: [{name: classified, when: classification > 0, ttl: 1h}]
+`))
 	from, until := time.Now().Add(time.Hour).UTC(), time.Now().Add(3*time.Hour).UTC()
-	id := strings.TrimSpace(mustRun(t, ctx, "grant", "--db", dsn, "--tenant", "acme", "--subject", "alice", "--agent", "auditor",
+	for _, bad := range [][]string{
+		{"--rule", "no-such-rule", "--until", until.Format(time.RFC3339)},                        // lifts nothing
+		{"--rule", "classified", "--until", time.Now().Add(48 * time.Hour).Format(time.RFC3339)}, // past the maximum
+	} {
+		args := append([]string{"grant", "--db", dsn, "--policy", policy, "--tenant", "acme", "--subject", "alice", "--agent", "auditor",
+			"--collection", "chunks"}, bad...)
+		var o, e bytes.Buffer
+		if code := run(ctx, args, &o, &e); code != exitUsage {
+			t.Errorf("grant %v: exit %d (%s), want %d", bad, code, e.String(), exitUsage)
+		}
+	}
+	id := strings.TrimSpace(mustRun(t, ctx, "grant", "--db", dsn, "--policy", policy, "--tenant", "acme", "--subject", "alice", "--agent", "auditor",
 		"--collection", "chunks", "--rule", "classified", "--from", from.Format(time.RFC3339), "--until", until.Format(time.RFC3339),
 		"--reason", "quarterly audit"))
 	conn, err := pgx.Connect(ctx, dsn)
@@ -72,7 +94,7 @@ func TestQueryBindsApprovals(t *testing.T) {
 	if got := count(); got != `{"n":0}` {
 		t.Fatalf("before any approval: %s", got)
 	}
-	mustRun(t, ctx, "grant", "--db", dsn, "--tenant", "acme", "--subject", "query-user", "--agent", "summarizer",
+	mustRun(t, ctx, "grant", "--db", dsn, "--policy", dir+"/policy.yaml", "--tenant", "acme", "--subject", "query-user", "--agent", "summarizer",
 		"--collection", "chunks", "--rule", "classified", "--until", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
 	if got := count(); got == `{"n":0}` {
 		t.Fatalf("with a grant in force the agent still sees no classified chunk: %s", got)

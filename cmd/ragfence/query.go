@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ragfence/ragfence/filter"
+	"github.com/ragfence/ragfence/internal/rowjson"
 	"github.com/ragfence/ragfence/rewrite"
 )
 
@@ -24,7 +25,7 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 		"ARGs bind $1, $2, ... as text; PostgreSQL converts them to the parameter's type\n"+
 		"(e.g. '[0.1,0.2,...]' for a vector). A refused statement exits 2 with error: CODE: message.\n"+
 		"The statement runs in a read-only transaction with JIT off; one that runs longer than\n"+
-		"--statement-timeout is cancelled and exits 1.\n\n"+queryOutputRule, out)
+		"--statement-timeout is cancelled and exits 1.\n\n"+rowjson.Rule, out)
 	as := asSubjectFlags(fs)
 	untrusted := fs.Bool("untrusted", false, "strict mode, for SQL an agent generated or a user typed")
 	explainRows := fs.Bool("explain-rows", false, "add to each row ragfence_rules: the allow rules that let it in (a statement over one table)")
@@ -44,7 +45,7 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	path, types, err := loadSession(ctx, conn)
+	path, types, err := rowjson.LoadSession(ctx, conn)
 	if err != nil {
 		return err
 	}
@@ -72,11 +73,11 @@ func runQuery(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return queryFailed(ctx, refusal(err), *timeout)
 	}
-	return queryFailed(ctx, printRows(out, rows, types), *timeout)
+	return queryFailed(ctx, types.WriteRows(out, rows), *timeout)
 }
 
 // openForQuery is asSubject.open with a connection whose results come back
-// as PostgreSQL's text (textOutput), which the JSON rules start from.
+// as PostgreSQL's text (rowjson.TextOutput), which the JSON rules start from.
 func openForQuery(ctx context.Context, a *asSubject, errOut io.Writer) (*filter.Policy, filter.Request, *pgx.Conn, error) {
 	p, req, err := a.load(errOut)
 	if err != nil {
@@ -86,7 +87,7 @@ func openForQuery(ctx context.Context, a *asSubject, errOut io.Writer) (*filter.
 	if err != nil {
 		return nil, filter.Request{}, nil, err
 	}
-	textOutput(cfg)
+	rowjson.TextOutput(cfg)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, filter.Request{}, nil, explainConnect(cfg, err)

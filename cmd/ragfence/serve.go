@@ -25,6 +25,7 @@ import (
 	"github.com/ragfence/ragfence/retriever/auth"
 	"github.com/ragfence/ragfence/retriever/embed"
 	"github.com/ragfence/ragfence/retriever/httpapi"
+	"github.com/ragfence/ragfence/retriever/mcpserver"
 	"github.com/ragfence/ragfence/retriever/service"
 	"github.com/ragfence/ragfence/revocation"
 )
@@ -51,6 +52,8 @@ type serveSettings struct {
 	embedURL, embedModel, embedKeyFile      string
 	embedDims                               int
 	listenDB                                string
+	mcpResource, authServers, mcpClients    string
+	mcpScopes, mcpCollectionScopes          bool
 	revocationStaleness, maxApprovalTTL     time.Duration
 	approvalPending                         time.Duration
 }
@@ -98,6 +101,11 @@ func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
 		"longest the revocation and approval state may go unconfirmed (notification connection down) before every request gets 503 revocation_state_stale")
 	fs.DurationVar(&s.maxApprovalTTL, "max-approval-ttl", service.DefaultMaxApprovalTTL, "longest an approval rule's ttl may be; a policy with a longer one is refused")
 	fs.DurationVar(&s.approvalPending, "approval-pending", approval.DefaultPendingFor, "how long an agent's approval request waits for its user")
+	fs.StringVar(&s.mcpResource, "mcp-resource", "", "serve MCP at /mcp with this canonical resource URI, e.g. https://rag.example.com/mcp: tokens must name it in aud")
+	fs.StringVar(&s.authServers, "authorization-server", "", "with --mcp-resource: the OAuth authorization server(s) that issue its tokens, comma-separated (published in the resource metadata)")
+	fs.BoolVar(&s.mcpScopes, "mcp-require-scopes", true, "MCP tools require their scopes (ragfence:retrieve, ragfence:query, ragfence:access)")
+	fs.BoolVar(&s.mcpCollectionScopes, "mcp-collection-scopes", false, "the retrieve tool requires ragfence:retrieve:<collection> instead of ragfence:retrieve")
+	fs.StringVar(&s.mcpClients, "mcp-client-claims", "client_id,azp", "claims naming the OAuth client, the agent of an MCP token without act (comma-separated, first present wins)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	return fs, s
 }
@@ -165,6 +173,13 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	if err != nil {
 		return err
 	}
+	queryPool, err := openQueryPool(ctx, s)
+	if err != nil {
+		return err
+	}
+	if queryPool != nil {
+		defer queryPool.Close()
+	}
 	defer revocations.Close()
 	defer approvals.Close()
 	svc, err := service.New(service.Config{
@@ -172,6 +187,7 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 		Pool:     pool, Policies: policies, Auth: service.TokenAuth{Verifier: verifier}, Audit: writer,
 		DefaultK: s.defaultK, MaxK: s.maxK, StatementTimeout: s.statementTimeout, Logger: logger,
 		Revocations: revocations, Approvals: approvals, MaxApprovalTTL: s.maxApprovalTTL, PendingFor: s.approvalPending,
+		QueryPool: queryPool,
 	})
 	if err != nil {
 		return err
@@ -181,7 +197,46 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 		return err
 	}
 	go svc.SweepExpiredApprovals(ctx, time.Second)
-	return listenAndServe(ctx, s, srv, writer, policies, logger, out)
+	handler, err := withMCP(ctx, s, policies, svc, srv.Handler(), logger)
+	if err != nil {
+		return err
+	}
+	return listenAndServe(ctx, s, handler, writer, policies, logger, out)
+}
+
+// withMCP mounts the MCP endpoint and its metadata beside api when
+// --mcp-resource is set. Its tokens are verified as the API's, except that
+// their audience must be the resource and the client is the agent.
+func withMCP(ctx context.Context, s *serveSettings, policies *retriever.PolicyStore, svc *service.Service,
+	api http.Handler, logger *slog.Logger) (http.Handler, error) {
+	if s.mcpResource == "" {
+		if s.authServers != "" {
+			return nil, usagef("--authorization-server needs --mcp-resource")
+		}
+		return api, nil
+	}
+	mcpSettings := *s
+	mcpSettings.audience = s.mcpResource
+	verifier, err := newVerifier(ctx, &mcpSettings, policies, splitList(s.mcpClients)...)
+	if err != nil {
+		return nil, err
+	}
+	m, err := mcpserver.New(mcpserver.Config{
+		Service: svc, Auth: service.TokenAuth{Verifier: verifier}, Resource: s.mcpResource,
+		AuthorizationServers: splitList(s.authServers), RequireScopes: s.mcpScopes, CollectionScopes: s.mcpCollectionScopes,
+		Collections: policies.Load().Set().Names, MaxBodyBytes: s.maxBody, Logger: logger, Version: version(),
+	})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	mcpHandler := m.Handler()
+	mux := http.NewServeMux()
+	mux.Handle(mcpserver.Path, mcpHandler)
+	mux.Handle("/.well-known/oauth-protected-resource", mcpHandler)
+	mux.Handle("/.well-known/oauth-protected-resource/", mcpHandler)
+	mux.Handle("/", api)
+	logger.Info("serving MCP", "path", mcpserver.Path, "resource", s.mcpResource)
+	return mux, nil
 }
 
 // watchAccess starts the revocation and approval watchers, each on a
@@ -202,6 +257,21 @@ func watchAccess(ctx context.Context, s *serveSettings, logger *slog.Logger) (*r
 		return nil, nil, schemaHint(err)
 	}
 	return rw, aw, nil
+}
+
+// openQueryPool opens the pool of the MCP sql_query tool (results as
+// PostgreSQL's text, for the JSON rules), or none without --mcp-resource.
+func openQueryPool(ctx context.Context, s *serveSettings) (*pgxpool.Pool, error) {
+	if s.mcpResource == "" {
+		return nil, nil
+	}
+	cfg, err := pgxpool.ParseConfig(s.db)
+	if err != nil {
+		return nil, usagef("invalid --db value: expected a URL like postgres://user@host:5432/db")
+	}
+	service.ConfigureQueryPool(cfg)
+	cfg.MaxConns = 4
+	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
 func openPool(ctx context.Context, s *serveSettings) (*pgxpool.Pool, error) {
@@ -246,13 +316,13 @@ func parseCIDRs(list string) ([]*net.IPNet, error) {
 
 // listenAndServe runs until ctx ends, then shuts down in order: stop
 // accepting, finish in-flight requests, flush the audit log.
-func listenAndServe(ctx context.Context, s *serveSettings, srv *httpapi.Server, writer *audit.Writer,
+func listenAndServe(ctx context.Context, s *serveSettings, handler http.Handler, writer *audit.Writer,
 	policies *retriever.PolicyStore, logger *slog.Logger, out io.Writer) error {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w; choose another --addr", s.addr, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	fmt.Fprintf(out, "serve: listening on %s (policy version %s)\n", ln.Addr(), policies.Load().Version())
 	logger.Info("listening", "addr", ln.Addr().String(), "policy_version", policies.Load().Version())

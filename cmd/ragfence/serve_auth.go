@@ -17,7 +17,8 @@ const envJWTSecret = envPrefix + "JWT_SECRET"
 // newVerifier configures token verification from the settings. Subject
 // attributes are those the policy declares at start; a reload that adds an
 // attribute needs a restart for tokens to carry it.
-func newVerifier(ctx context.Context, s *serveSettings, policies *retriever.PolicyStore) (*auth.Verifier, error) {
+// clientClaims name the OAuth client's claims, read as the agent (MCP).
+func newVerifier(ctx context.Context, s *serveSettings, policies *retriever.PolicyStore, clientClaims ...string) (*auth.Verifier, error) {
 	secret, err := readSecret(s.jwtSecretFile)
 	if err != nil {
 		return nil, err
@@ -38,6 +39,7 @@ func newVerifier(ctx context.Context, s *serveSettings, policies *retriever.Poli
 		HMACSecret: secret, JWKSFile: s.jwksFile, JWKSURL: s.jwksURL, JWKSRefresh: s.jwksRefresh,
 		Issuer: s.issuer, Audience: s.audience, MaxLifetime: s.maxLifetime, Skew: s.skew,
 		TenantClaim: s.tenantClaim, RolesClaim: s.rolesClaim, GroupsClaim: s.groupsClaim, Attributes: attrs,
+		ClientClaims: clientClaims,
 	})
 }
 

@@ -40,18 +40,29 @@ type Config struct {
 	// on conn.
 	Apply        func(ctx context.Context, conn *pgx.Conn, payload string) error
 	MaxStaleness time.Duration // 0: DefaultMaxStaleness
-	Heartbeat    time.Duration // 0: DefaultHeartbeat
-	Logger       *slog.Logger
+	// Heartbeat is how often an idle connection is checked; 0 means a
+	// quarter of MaxStaleness, at most DefaultHeartbeat, so that a healthy
+	// connection is confirmed well within the bound. It must be below
+	// MaxStaleness.
+	Heartbeat time.Duration
+	Logger    *slog.Logger
 }
 
 // Listener keeps one state current; see the package doc.
 type Listener struct {
-	cfg       Config
-	confirmed atomic.Int64 // unix nanoseconds of the last confirmation; 0: never
-	cancel    context.CancelFunc
-	done      chan struct{}
-	mu        sync.Mutex
-	pid       uint32
+	cfg Config
+	// base anchors confirmed on the monotonic clock: a wall clock stepped
+	// back must not make old state look fresh.
+	base      time.Time
+	confirmed atomic.Int64 // time.Since(base) of the last confirmation; 0: never
+	// offset is the database's clock minus this process's, measured with
+	// every confirmation: times the database wrote (now()) are compared
+	// on the database's clock.
+	offset atomic.Int64
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	pid    uint32
 }
 
 // Start connects and loads the state, then keeps it current until ctx
@@ -61,11 +72,14 @@ func Start(ctx context.Context, cfg Config) (*Listener, error) {
 		return nil, errors.New("pglisten: Config needs ConnConfig, Channel, Reload and Apply")
 	}
 	cfg.MaxStaleness = cmp.Or(cfg.MaxStaleness, DefaultMaxStaleness)
-	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, min(DefaultHeartbeat, cfg.MaxStaleness/4))
+	if cfg.Heartbeat <= 0 || cfg.Heartbeat >= cfg.MaxStaleness {
+		return nil, fmt.Errorf("pglisten: the heartbeat (%s) must be positive and below the staleness bound (%s)", cfg.Heartbeat, cfg.MaxStaleness)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	l := &Listener{cfg: cfg, done: make(chan struct{})}
+	l := &Listener{cfg: cfg, base: time.Now(), done: make(chan struct{})}
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -88,7 +102,7 @@ func (l *Listener) Fresh() error {
 	if at == 0 {
 		return errors.New("the state is not loaded")
 	}
-	if age := time.Since(time.Unix(0, at)); age > l.cfg.MaxStaleness {
+	if age := time.Since(l.base) - time.Duration(at); age > l.cfg.MaxStaleness {
 		return fmt.Errorf("the state could not be confirmed for %s (bound %s)", age.Round(time.Millisecond), l.cfg.MaxStaleness)
 	}
 	return nil
@@ -107,7 +121,27 @@ func (l *Listener) setPID(pid uint32) {
 	l.mu.Unlock()
 }
 
-func (l *Listener) confirm() { l.confirmed.Store(time.Now().UnixNano()) }
+func (l *Listener) confirm() { l.confirmed.Store(int64(max(time.Since(l.base), 1))) }
+
+// Now is the database's clock, as last measured: what to compare the
+// times it wrote with.
+func (l *Listener) Now() time.Time { return time.Now().Add(time.Duration(l.offset.Load())) }
+
+// measure reads the database's clock on conn and keeps its offset: the
+// heartbeat, doubling as the connection's liveness check.
+func (l *Listener) measure(ctx context.Context, conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Heartbeat)
+	defer cancel()
+	before := time.Now()
+	var db time.Time
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.clock_timestamp()").Scan(&db); err != nil {
+		return err
+	}
+	after := time.Now()
+	mid := before.Add(after.Sub(before) / 2)
+	l.offset.Store(int64(db.Sub(mid)))
+	return nil
+}
 
 func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.MaxStaleness)
@@ -119,6 +153,10 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.cfg.Channel}.Sanitize()); err != nil {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if err := l.measure(ctx, conn); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("clock: %w", err)
 	}
 	if err := l.cfg.Reload(ctx, conn); err != nil {
 		conn.Close(context.Background())
@@ -161,7 +199,8 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 }
 
 // listen applies notifications as they come; when none comes for a
-// heartbeat it pings. Each success, with nothing left buffered, confirms.
+// heartbeat it reads the database's clock. Each success, with nothing
+// left buffered, confirms.
 func (l *Listener) listen(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, l.cfg.Heartbeat)
@@ -175,10 +214,7 @@ func (l *Listener) listen(ctx context.Context, conn *pgx.Conn) error {
 				return err
 			}
 		case errors.Is(err, context.DeadlineExceeded):
-			pctx, cancel := context.WithTimeout(ctx, l.cfg.Heartbeat)
-			err = conn.Ping(pctx)
-			cancel()
-			if err != nil {
+			if err := l.measure(ctx, conn); err != nil {
 				return fmt.Errorf("heartbeat: %w", err)
 			}
 		default:

@@ -23,7 +23,10 @@ type Revocations interface {
 
 // Approvals is the approval state searches bind (*approval.Watcher).
 type Approvals interface {
-	For(tenant, subject, agent string) (func(resource, rule string) bool, error)
+	// Fresh fails when the state is not known to be current.
+	Fresh() error
+	// Now is the clock the windows are compared with.
+	Now() time.Time
 	InForce(t approval.Target, now time.Time) (approval.Approval, bool)
 }
 
@@ -57,7 +60,7 @@ func (s *Service) checkRevoked(id Identity) (*revocation.Revocation, error) {
 	if s.cfg.Revocations == nil || id.Subject == nil {
 		return nil, nil
 	}
-	err := s.cfg.Revocations.Check(revocation.Caller{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, Agent: id.Agent, TokenID: id.TokenID})
+	err := s.cfg.Revocations.Check(callerOf(id))
 	var re *revocation.Error
 	if !errors.As(err, &re) {
 		return nil, err
@@ -70,16 +73,31 @@ func (s *Service) checkRevoked(id Identity) (*revocation.Revocation, error) {
 }
 
 // approvedFor is the approval state a search of id's binds; nil (nothing
-// approved) for a user, or a Service without Approvals.
+// approved) for a user, or a Service without Approvals. It answers when
+// asked, so a function kept longer stops lifting a rule at the approval's
+// end, and lifts nothing once the state is stale. An approval whose window
+// exceeds MaxApprovalTTL (a grant made past it) lifts nothing.
 func (s *Service) approvedFor(id Identity) (func(resource, rule string) bool, error) {
 	if s.cfg.Approvals == nil || id.Agent == "" {
 		return nil, nil
 	}
-	f, err := s.cfg.Approvals.For(id.Subject.Tenant, id.Subject.ID, id.Agent)
-	if err != nil {
+	if err := s.cfg.Approvals.Fresh(); err != nil {
 		return nil, &retriever.Error{Code: CodeApprovalStale, Msg: "the approval state is not current; retry later", Err: err}
 	}
-	return f, nil
+	return func(resource, rule string) bool {
+		_, ok := s.approvalInForce(approval.Target{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, Agent: id.Agent,
+			Resource: resource, Rule: rule})
+		return ok
+	}, nil
+}
+
+// approvalInForce is the approval of t that lifts its rule now, if any.
+func (s *Service) approvalInForce(t approval.Target) (approval.Approval, bool) {
+	if s.cfg.Approvals == nil || s.cfg.Approvals.Fresh() != nil {
+		return approval.Approval{}, false
+	}
+	a, ok := s.cfg.Approvals.InForce(t, s.cfg.Approvals.Now())
+	return a, ok && a.ValidUntil.Sub(a.ValidFrom) <= s.cfg.MaxApprovalTTL
 }
 
 // revokedDetail is what the audit record of a revocation's refusal keeps.
@@ -115,4 +133,10 @@ func (s *Service) Admit(ctx context.Context, c Caller, id Identity) error {
 		s.recordRefusal(ctx, c, id, r, err)
 	}
 	return err
+}
+
+// callerOf is id as revocations match it.
+func callerOf(id Identity) revocation.Caller {
+	return revocation.Caller{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, Agent: id.Agent,
+		PriorActors: id.PriorActors, TokenID: id.TokenID}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ragfence/ragfence/approval"
+	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/revocation"
@@ -100,11 +101,9 @@ func (s *Service) RequestApproval(ctx context.Context, c Caller, decode func() (
 		return ApprovalView{}, &retriever.Error{Code: CodeInvalidApproval, Msg: fmt.Sprintf("agent %q has no approval rule %q on collection %q", id.Agent, req.Rule, req.Collection)}
 	}
 	t := approval.Target{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, Agent: id.Agent, Resource: req.Collection, Rule: rule.name}
-	a, err := approval.NewStore(s.cfg.Pool).Request(ctx, t, req.Reason, min(rule.ttl, s.cfg.MaxApprovalTTL), s.cfg.PendingFor)
-	if err != nil {
-		return ApprovalView{}, s.approvalError(err)
-	}
-	return s.recordApproval(ctx, c, id, a, "requested")
+	return s.audited(ctx, c, id, "requested", func(st *approval.Store) (approval.Approval, error) {
+		return st.Request(ctx, t, req.Reason, min(rule.ttl, s.cfg.MaxApprovalTTL), s.cfg.PendingFor)
+	})
 }
 
 type approvalRule struct {
@@ -144,16 +143,41 @@ func (s *Service) DecideApproval(ctx context.Context, c Caller, approvalID strin
 	if id.Agent != "" {
 		return ApprovalView{}, &retriever.Error{Code: CodeAgentCannotDecide, Msg: "an agent cannot decide an approval; its user decides with their own token"}
 	}
-	a, err := approval.NewStore(s.cfg.Pool).Decide(ctx, approvalID, approve,
-		approval.Decider{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, By: id.Subject.ID})
-	if err != nil {
-		return ApprovalView{}, s.approvalError(err)
-	}
 	event := "denied"
 	if approve {
 		event = "approved"
 	}
-	return s.recordApproval(ctx, c, id, a, event)
+	return s.audited(ctx, c, id, event, func(st *approval.Store) (approval.Approval, error) {
+		d := approval.Decider{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, By: id.Subject.ID}
+		if approve {
+			var err error
+			if d.MaxTTL, err = s.currentTTL(ctx, st, approvalID, d); err != nil {
+				return approval.Approval{}, err
+			}
+		}
+		return st.Decide(ctx, approvalID, approve, d)
+	})
+}
+
+// currentTTL is how long approving request id may last now: its rule's
+// ttl as the policy says it today, within the server's maximum. A rule
+// the policy no longer has cannot be approved.
+func (s *Service) currentTTL(ctx context.Context, st *approval.Store, id string, d approval.Decider) (time.Duration, error) {
+	a, ok, err := st.Get(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if !ok || a.Tenant != d.Tenant || a.Subject != d.Subject {
+		return 0, &approval.Error{Code: approval.CodeNotFound, Msg: fmt.Sprintf("no pending approval request %q of yours", id)}
+	}
+	var rule *policy.ApprovalRule
+	if res, ok := s.cfg.Policies.Load().Set().Resources[a.Resource]; ok && res.Agents[a.Agent] != nil {
+		rule = res.Agents[a.Agent].ApprovalRule(a.Rule)
+	}
+	if rule == nil {
+		return 0, &approval.Error{Code: approval.CodeInvalid, Msg: fmt.Sprintf("the policy no longer has approval rule %q for agent %q on %q; deny the request", a.Rule, a.Agent, a.Resource)}
+	}
+	return min(rule.TTL, s.cfg.MaxApprovalTTL), nil
 }
 
 // identify authenticates a call that reads no rows and refuses revoked
@@ -206,9 +230,19 @@ func (s *Service) approvalError(err error) error {
 	return &retriever.Error{Code: retriever.CodeUnavailable, Msg: "the approval could not be recorded; retry later", Err: err}
 }
 
-// recordApproval audits an approval event before the caller hears of it:
-// no record, no answer, as for searches.
-func (s *Service) recordApproval(ctx context.Context, c Caller, id Identity, a approval.Approval, event string) (ApprovalView, error) {
+// audited runs change in a transaction with its audit record: the approval
+// change commits with its trail or not at all (and servers hear of it at
+// the commit).
+func (s *Service) audited(ctx context.Context, c Caller, id Identity, event string, change func(*approval.Store) (approval.Approval, error)) (ApprovalView, error) {
+	tx, err := s.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return ApprovalView{}, s.approvalError(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	a, err := change(approval.NewStore(tx))
+	if err != nil {
+		return ApprovalView{}, s.approvalError(err)
+	}
 	by := id.Subject.ID
 	if id.Agent != "" {
 		by = id.Agent
@@ -218,10 +252,11 @@ func (s *Service) recordApproval(ctx context.Context, c Caller, id Identity, a a
 		Resource: a.Resource, PolicyVersion: s.cfg.Policies.Load().Version(), Outcome: "approval", ClientAddr: c.ClientAddr,
 		Detail: map[string]any{"event": event, "approval_id": a.ID, "rule": a.Rule, "by": by, "channel": c.Channel, "tool": c.Tool},
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.cfg.Audit.Enqueue(ctx, r); err != nil {
-		return ApprovalView{}, &retriever.Error{Code: retriever.CodeUnavailable, Msg: "the audit log cannot keep up; retry later", Err: err}
+	if err := audit.Write(ctx, tx, r); err != nil {
+		return ApprovalView{}, s.approvalError(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return ApprovalView{}, s.approvalError(err)
 	}
 	s.cfg.Logger.Info("approval", "event", event, "approval_id", a.ID, "tenant", a.Tenant, "subject", a.Subject, "agent", a.Agent, "rule", a.Rule)
 	return viewOf(a, s.cfg.Now()), nil

@@ -30,6 +30,9 @@ type Identity struct {
 	Subject *policy.Subject
 	// Agent is the AI agent acting for Subject (the token's act claim), or "".
 	Agent string
+	// PriorActors are the agents before Agent in the delegation chain
+	// (nested act claims): not authorized on, but refused when revoked.
+	PriorActors []string
 	// TokenID is the token's jti, or "": what a token revocation names.
 	TokenID string
 	// ExpiresAt is when the credential expires, or zero.
@@ -100,6 +103,10 @@ type Config struct {
 	// PendingFor is how long an approval request waits for its user; 0
 	// means approval.DefaultPendingFor.
 	PendingFor time.Duration
+	// QueryPool runs Query's statements: a pool configured with
+	// ConfigureQueryPool, whose text output the rows' JSON starts from.
+	// Without it Query fails as internal.
+	QueryPool *pgxpool.Pool
 }
 
 // DefaultMaxApprovalTTL is Config.MaxApprovalTTL's default.

@@ -17,5 +17,6 @@ func (a TokenAuth) Authenticate(ctx context.Context, authorization string) (Iden
 	if err != nil {
 		return Identity{}, err
 	}
-	return Identity{Subject: id.Subject, Agent: id.Agent, TokenID: id.TokenID, ExpiresAt: id.ExpiresAt, Scopes: id.Scopes}, nil
+	return Identity{Subject: id.Subject, Agent: id.Agent, PriorActors: id.PriorActors, TokenID: id.TokenID,
+		ExpiresAt: id.ExpiresAt, Scopes: id.Scopes}, nil
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
-	"github.com/ragfence/ragfence/revocation"
 )
 
 // Access is what an identity may read, per collection, and why: the answer
@@ -112,7 +111,7 @@ func (s *Service) access(ctx context.Context, c Caller, id Identity, agent strin
 		return nil, err
 	}
 	out := &Access{Subject: subject.ID, Tenant: subject.Tenant, Agent: agent, PolicyVersion: p.Version(), Collections: []CollectionAccess{}}
-	if out.Revocations, err = s.revocationsOf(Identity{Subject: subject, Agent: agent, TokenID: id.TokenID}); err != nil {
+	if out.Revocations, err = s.revocationsOf(Identity{Subject: subject, Agent: agent, TokenID: id.TokenID, PriorActors: id.PriorActors}); err != nil {
 		return nil, err
 	}
 	pending, err := s.pendingOf(ctx, subject, agent)
@@ -120,8 +119,15 @@ func (s *Service) access(ctx context.Context, c Caller, id Identity, agent strin
 		return nil, err
 	}
 	req := filter.Request{Subject: subject, Agent: agent, Context: policy.Context{Time: s.cfg.Now(), IP: c.ClientAddr}, Approved: approved}
+	// The identity asked about (a user's agent) may be revoked although the
+	// caller is not: then it reads nothing.
+	_, refused := s.checkRevoked(Identity{Subject: subject, Agent: agent, TokenID: id.TokenID, PriorActors: id.PriorActors})
 	for _, name := range p.Set().Names {
-		out.Collections = append(out.Collections, s.collectionAccess(p, name, req, pending))
+		ca := s.collectionAccess(p, name, req, pending)
+		if refused != nil {
+			ca.Readable, ca.Reason = false, refused.Error()
+		}
+		out.Collections = append(out.Collections, ca)
 	}
 	return out, nil
 }
@@ -143,15 +149,12 @@ func (s *Service) collectionAccess(p *filter.Policy, name string, req filter.Req
 	}
 	g := p.Set().Resources[name].Agents[req.Agent]
 	ca.Grant = &GrantView{Allow: names(g.Allow), Deny: names(g.Deny)}
-	now := s.cfg.Now()
 	for _, a := range g.Approval {
 		st := ApprovalState{Rule: a.Name, TTL: a.TTL.String(), State: "none"}
 		t := approval.Target{Tenant: req.Subject.Tenant, Subject: req.Subject.ID, Agent: req.Agent, Resource: name, Rule: a.Name}
-		if s.cfg.Approvals != nil {
-			if in, ok := s.cfg.Approvals.InForce(t, now); ok {
-				until := in.ValidUntil
-				st.State, st.Until = "approved", &until
-			}
+		if in, ok := s.approvalInForce(t); ok {
+			until := in.ValidUntil
+			st.State, st.Until = "approved", &until
 		}
 		if r, ok := pending[t]; ok && st.State == "none" {
 			st.State, st.RequestID = "pending", r.ID
@@ -209,7 +212,7 @@ func (s *Service) revocationsOf(id Identity) ([]RevocationView, error) {
 	if s.cfg.Revocations == nil {
 		return out, nil
 	}
-	rs, err := s.cfg.Revocations.Concerning(revocation.Caller{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, Agent: id.Agent, TokenID: id.TokenID})
+	rs, err := s.cfg.Revocations.Concerning(callerOf(id))
 	if err != nil {
 		return nil, &retriever.Error{Code: CodeRevocationStale, Msg: "the revocation state is not current; retry later", Err: err}
 	}

@@ -17,12 +17,14 @@ INSERT INTO ragfence.approvals (
 RETURNING *;
 
 -- name: DecideApproval :one
--- Approves (valid from now for its ttl) or denies a pending, unexpired
--- request. subject, when given, must be the request's user.
+-- Approves (valid from now for its ttl, or max_ttl_seconds if shorter)
+-- or denies a pending, unexpired request. subject, when given, must be the
+-- request's user.
 UPDATE ragfence.approvals
 SET status = sqlc.arg('status'), decided_at = now(), decided_by = sqlc.arg('decided_by'),
     valid_from = CASE WHEN sqlc.arg('status') = 'approved' THEN now() END,
-    valid_until = CASE WHEN sqlc.arg('status') = 'approved' THEN now() + make_interval(secs => ttl_seconds) END
+    valid_until = CASE WHEN sqlc.arg('status') = 'approved'
+        THEN now() + make_interval(secs => LEAST(ttl_seconds, COALESCE(sqlc.narg('max_ttl_seconds')::float8, ttl_seconds))) END
 WHERE id = sqlc.arg('id') AND status = 'pending' AND request_expires_at > now()
   AND (sqlc.narg('tenant')::text IS NULL OR tenant = sqlc.narg('tenant')::text)
   AND (sqlc.narg('subject')::text IS NULL OR subject = sqlc.narg('subject')::text)

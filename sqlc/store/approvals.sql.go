@@ -242,27 +242,31 @@ const decideApproval = `-- name: DecideApproval :one
 UPDATE ragfence.approvals
 SET status = $1, decided_at = now(), decided_by = $2,
     valid_from = CASE WHEN $1 = 'approved' THEN now() END,
-    valid_until = CASE WHEN $1 = 'approved' THEN now() + make_interval(secs => ttl_seconds) END
-WHERE id = $3 AND status = 'pending' AND request_expires_at > now()
-  AND ($4::text IS NULL OR tenant = $4::text)
-  AND ($5::text IS NULL OR subject = $5::text)
+    valid_until = CASE WHEN $1 = 'approved'
+        THEN now() + make_interval(secs => LEAST(ttl_seconds, COALESCE($3::float8, ttl_seconds))) END
+WHERE id = $4 AND status = 'pending' AND request_expires_at > now()
+  AND ($5::text IS NULL OR tenant = $5::text)
+  AND ($6::text IS NULL OR subject = $6::text)
 RETURNING id, tenant, subject, agent, resource, rule, reason, status, requested_by, requested_at, request_expires_at, ttl_seconds, decided_at, decided_by, valid_from, valid_until, expiry_recorded_at
 `
 
 type DecideApprovalParams struct {
-	Status    string      `json:"status"`
-	DecidedBy pgtype.Text `json:"decided_by"`
-	ID        pgtype.UUID `json:"id"`
-	Tenant    pgtype.Text `json:"tenant"`
-	Subject   pgtype.Text `json:"subject"`
+	Status        string        `json:"status"`
+	DecidedBy     pgtype.Text   `json:"decided_by"`
+	MaxTtlSeconds pgtype.Float8 `json:"max_ttl_seconds"`
+	ID            pgtype.UUID   `json:"id"`
+	Tenant        pgtype.Text   `json:"tenant"`
+	Subject       pgtype.Text   `json:"subject"`
 }
 
-// Approves (valid from now for its ttl) or denies a pending, unexpired
-// request. subject, when given, must be the request's user.
+// Approves (valid from now for its ttl, or max_ttl_seconds if shorter)
+// or denies a pending, unexpired request. subject, when given, must be the
+// request's user.
 func (q *Queries) DecideApproval(ctx context.Context, arg DecideApprovalParams) (RagfenceApproval, error) {
 	row := q.db.QueryRow(ctx, decideApproval,
 		arg.Status,
 		arg.DecidedBy,
+		arg.MaxTtlSeconds,
 		arg.ID,
 		arg.Tenant,
 		arg.Subject,

@@ -44,3 +44,16 @@ $$;
 CREATE TRIGGER revocations_notify
     AFTER INSERT OR UPDATE OR DELETE ON ragfence.revocations
     FOR EACH ROW EXECUTE FUNCTION ragfence.notify_revocation();
+
+-- TRUNCATE fires no row trigger: tell listeners to reload everything.
+CREATE FUNCTION ragfence.notify_revocation_all() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ragfence_revocations', 'reload');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER revocations_notify_truncate
+    AFTER TRUNCATE ON ragfence.revocations
+    FOR EACH STATEMENT EXECUTE FUNCTION ragfence.notify_revocation_all();

@@ -43,3 +43,16 @@ $$;
 CREATE TRIGGER approvals_notify
     AFTER INSERT OR UPDATE OR DELETE ON ragfence.approvals
     FOR EACH ROW EXECUTE FUNCTION ragfence.notify_approval();
+
+-- TRUNCATE fires no row trigger: tell listeners to reload everything.
+CREATE FUNCTION ragfence.notify_approval_all() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ragfence_approvals', 'reload');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER approvals_notify_truncate
+    AFTER TRUNCATE ON ragfence.approvals
+    FOR EACH STATEMENT EXECUTE FUNCTION ragfence.notify_approval_all();
