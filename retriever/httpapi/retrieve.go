@@ -63,7 +63,14 @@ func (s *Server) decode(c echo.Context) (retriever.Query, error) {
 		return q, err
 	}
 	var err error
-	q = retriever.Query{Resource: w.Resource, Text: w.Text, K: w.K, Filter: w.Filter, MinScore: w.MinScore, Explain: w.Explain}
+	q = retriever.Query{Resource: w.Resource, Text: w.Text, Filter: w.Filter, MinScore: w.MinScore, Explain: w.Explain}
+	if w.K != nil {
+		if *w.K < 1 {
+			// Query's zero K means the default; an explicit 0 is a mistake to report.
+			return q, &retriever.Error{Code: retriever.CodeInvalidK, Msg: "k must be at least 1; leave it out for the server's default"}
+		}
+		q.K = *w.K
+	}
 	if q.Embedding, err = parseEmbedding(w.Embedding); err != nil {
 		return q, &retriever.Error{Code: retriever.CodeInvalidEmbedding, Msg: "embedding must be a list of finite numbers within float32 range", Err: err}
 	}

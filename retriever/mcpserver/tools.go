@@ -24,7 +24,7 @@ type retrieveIn struct {
 	Collection string         `json:"collection" jsonschema:"the collection to search, one of those the access tool lists"`
 	Query      string         `json:"query,omitempty" jsonschema:"the question or passage to search for, as text (when the server has an embedder)"`
 	Embedding  []float32      `json:"embedding,omitempty" jsonschema:"the query vector, instead of query text"`
-	K          int            `json:"k,omitempty" jsonschema:"how many passages to return (default 10)"`
+	K          *int           `json:"k,omitempty" jsonschema:"how many passages to return, at least 1 (default 10)"`
 	Filter     map[string]any `json:"filter,omitempty" jsonschema:"conditions on the collection's filterable metadata, e.g. {\"source\": \"wiki\", \"year\": {\"$gte\": 2024}}"`
 	MinScore   *float64       `json:"min_score,omitempty" jsonschema:"drop passages less similar than this cosine similarity (-1 to 1)"`
 }
@@ -61,7 +61,13 @@ func (s *Server) addTools() {
 }
 
 func (s *Server) retrieve(ctx context.Context, req *mcp.CallToolRequest, in retrieveIn) (*mcp.CallToolResult, any, error) {
-	q := retriever.Query{Resource: in.Collection, Text: in.Query, Embedding: in.Embedding, K: in.K, MinScore: in.MinScore}
+	q := retriever.Query{Resource: in.Collection, Text: in.Query, Embedding: in.Embedding, MinScore: in.MinScore}
+	if in.K != nil {
+		if *in.K < 1 {
+			return failure(&retriever.Error{Code: retriever.CodeInvalidK, Msg: "k must be at least 1; leave it out for the default"}), nil, nil
+		}
+		q.K = *in.K
+	}
 	if len(in.Filter) > 0 {
 		q.Filter = retriever.Filter{}
 		for k, v := range in.Filter {
