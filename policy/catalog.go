@@ -83,10 +83,13 @@ func checkResourceCatalog(ctx context.Context, cat Catalog, res *Resource, errs 
 }
 
 // namedColumns are the columns every use of the resource needs: tenant, id,
-// its columns list and the plain filterable columns. (Content, embedding and
+// the document column, its columns list and the plain filterable columns. (Content, embedding and
 // metadata matter only to the retriever, which checks them itself.)
 func (r *Resource) namedColumns() []string {
 	cols := []string{r.Tenant, r.ID}
+	if r.Document != "" {
+		cols = append(cols, r.Document) // guardrails read it from every row
+	}
 	cols = append(cols, r.Columns...)
 	for _, f := range r.Filterable {
 		if !strings.Contains(f, ".") {

@@ -22,6 +22,7 @@
 //	    content: content
 //	    embedding: embedding
 //	    metadata: metadata
+//	    document: document_id  # optional: the document a row belongs to (guardrails' max_documents)
 //	    columns: [...]         # optional: the columns conditions may use
 //	    filterable: [source, metadata.lang]  # what retrieve requests may filter on
 //	    relations:             # other tables conditions may look into
@@ -38,6 +39,16 @@
 //	    agents:                # grants for AI agents acting for a user
 //	      summarizer:
 //	        allow: [{name: wiki, when: "source = 'wiki'"}]
+//	guardrails:                # behavioural budgets, enforced by package guardrail
+//	  - name: agent-bulk-read
+//	    who: agents            # agents | subjects | everyone | {agent: <id>}
+//	    collections: [chunks]  # default: every resource, sharing one budget
+//	    when: context.hour NOT BETWEEN 7 AND 19  # optional: subject.* and context.* only
+//	    window: 1m             # fixed windows, whole seconds, 1s to 24h
+//	    max_rows: 500          # per window and (tenant, subject, agent); also
+//	    max_requests: 120      #   max_documents, and baseline: {windows, factor, min_rows}
+//	    action: cap            # throttle | cap (cap_k) | suspend (suspend_for) | alert
+//	    cap_k: 3
 //
 // A row of a resource is visible to a request when
 //
@@ -73,4 +84,17 @@
 // set reported at once as file:line:col: resource "r": rule "name": message.
 // Subject and context values are always bound as query arguments, never
 // written into SQL text.
+//
+// # Guardrails
+//
+// A guardrail's when is evaluated by ragfence itself, before the query, so
+// it may use only subject and context attributes (not context.ip, nor any
+// column or relation) and a subset of SQL that ragfence evaluates exactly
+// as PostgreSQL does: literals, comparisons (text only with = and <>, as
+// its order depends on the collation), [NOT] BETWEEN [SYMMETRIC], [NOT]
+// IN (...), = ANY / <> ALL over a text[] attribute, IS [NOT] NULL, IS [NOT]
+// TRUE/FALSE/UNKNOWN, IS [NOT] DISTINCT FROM, AND, OR and NOT. A guardrail
+// applies unless its when is false: one that cannot be decided because an
+// attribute is missing applies (a guardrail restricts, so it fails closed).
+// Whoever wants requests without an attribute exempt writes IS NULL.
 package policy

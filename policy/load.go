@@ -111,7 +111,7 @@ func Parse(srcs ...Source) (*Set, error) {
 			continue
 		}
 		top := doc.Content[0]
-		root := r.fields(top, "the policy file", "version", "subject", "context", "resources", "unfiltered")
+		root := r.fields(top, "the policy file", "version", "subject", "context", "resources", "unfiltered", "guardrails")
 		r.require(top, root, "the policy file", "version", "resources")
 		if v := root["version"]; v != nil && v.Value != "1" {
 			r.errorf(v, CodeInvalid, "unsupported version %q: this ragfence reads version 1", v.Value)
@@ -134,6 +134,11 @@ func Parse(srcs ...Source) (*Set, error) {
 				set.Resources[name] = res
 			}
 		}
+	}
+	// Guardrails come last: they name resources of any file.
+	seen := map[string]*Guardrail{}
+	for _, d := range docs {
+		set.Guardrails = append(set.Guardrails, readGuardrails(d.r, d.root["guardrails"], set, seen)...)
 	}
 	if len(errs) > 0 {
 		errs.sort()

@@ -337,7 +337,7 @@ resources:
     alow:
       - {name: all, when: "true"}
 `),
-		want:  []string{`p.yaml:5:5: resource "chunks": unknown field "alow" in resource chunks (did you mean "allow"?); allowed: table, tenant, id, content, embedding, metadata, columns, filterable, relations, allow, deny, mask, agents`},
+		want:  []string{`p.yaml:5:5: resource "chunks": unknown field "alow" in resource chunks (did you mean "allow"?); allowed: table, tenant, id, content, embedding, metadata, document, columns, filterable, relations, allow, deny, mask, agents`},
 		codes: []policy.Code{policy.CodeUnknownField},
 	},
 	{
@@ -348,7 +348,7 @@ resource:
 `),
 		want: []string{
 			`p.yaml:1:1: the policy file needs "resources"`,
-			`p.yaml:2:1: unknown field "resource" in the policy file (did you mean "resources"?); allowed: version, subject, context, resources, unfiltered`,
+			`p.yaml:2:1: unknown field "resource" in the policy file (did you mean "resources"?); allowed: version, subject, context, resources, unfiltered, guardrails`,
 		},
 		codes: []policy.Code{policy.CodeMissing, policy.CodeUnknownField},
 	},

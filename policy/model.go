@@ -40,6 +40,8 @@ type Set struct {
 	Names     []string
 	// Unfiltered lists tables that may be read without a policy (rewriter).
 	Unfiltered []string
+	// Guardrails are the behavioural limits, in file order.
+	Guardrails []*Guardrail
 
 	version string
 }
@@ -57,6 +59,9 @@ type Resource struct {
 	Content   string
 	Embedding string
 	Metadata  string
+	// Document is the column naming the document a row belongs to, which
+	// guardrails with max_documents count; "" when not declared.
+	Document string
 	// Columns conditions may use; nil when neither the policy nor a database
 	// said, in which case names are checked by PostgreSQL at query time.
 	Columns    []string

@@ -9,7 +9,7 @@ import (
 )
 
 var resourceFields = []string{
-	"table", "tenant", "id", "content", "embedding", "metadata", "columns", "filterable",
+	"table", "tenant", "id", "content", "embedding", "metadata", "document", "columns", "filterable",
 	"relations", "allow", "deny", "mask", "agents",
 }
 
@@ -29,6 +29,7 @@ func readResource(r *reader, key, n *yaml.Node, set *Set) *Resource {
 		Content:   r.ident(f["content"], "content column", "content", false),
 		Embedding: r.ident(f["embedding"], "embedding column", "embedding", false),
 		Metadata:  r.ident(f["metadata"], "metadata column", "metadata", false),
+		Document:  r.ident(f["document"], "document column", "", false),
 		Relations: map[string]*Relation{},
 		Agents:    map[string]*Grant{},
 		Pos:       r.pos(key),
@@ -64,8 +65,8 @@ func readResource(r *reader, key, n *yaml.Node, set *Set) *Resource {
 // checkNamedColumns makes sure the columns the policy names itself (tenant,
 // id, ...) are in its own columns list.
 func checkNamedColumns(r *reader, f map[string]*yaml.Node, res *Resource) {
-	named := map[string]string{"tenant": res.Tenant, "id": res.ID, "content": res.Content, "embedding": res.Embedding, "metadata": res.Metadata}
-	for _, k := range []string{"tenant", "id", "content", "embedding", "metadata"} {
+	named := map[string]string{"tenant": res.Tenant, "id": res.ID, "content": res.Content, "embedding": res.Embedding, "metadata": res.Metadata, "document": res.Document}
+	for _, k := range []string{"tenant", "id", "content", "embedding", "metadata", "document"} {
 		col := named[k]
 		if col == "" || slices.Contains(res.Columns, col) {
 			continue

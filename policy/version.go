@@ -28,6 +28,7 @@ func canonicalVersion(s *Set) string {
 	for _, name := range keys(s.Resources) {
 		writeResource(h, s.Resources[name])
 	}
+	writeGuardrails(h, s.Guardrails)
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
@@ -36,6 +37,9 @@ func writeResource(h hash.Hash, r *Resource) {
 	w("resource", r.Name, r.Table, r.Tenant, r.ID, r.Content, r.Embedding, r.Metadata)
 	w("columns", strings.Join(r.Columns, ","), r.Columns == nil)
 	w("filterable", strings.Join(r.Filterable, ","))
+	if r.Document != "" {
+		w("document", r.Document) // only when set, so older sets keep their versions
+	}
 	for _, k := range keys(r.Relations) {
 		rel := r.Relations[k]
 		w("relation", rel.Name, rel.Table, rel.Tenant, strings.Join(rel.Columns, ","))

@@ -366,6 +366,7 @@ resources:
     content: body
     embedding: vec
     metadata: meta
+    document: doc_id
     columns: [doc_id, tenant_id, owner_id, body, vec, meta, source, classification, email, created_at]
     filterable: [source, meta.lang, meta.a.b]
     relations:
@@ -397,6 +398,19 @@ resources:
         allow: []
   notes:
     tenant: org
+guardrails:
+  - name: bulk
+    who: agents
+    collections: [docs]
+    when: context.hour NOT BETWEEN 7 AND 19
+    window: 1m
+    max_rows: 500
+    max_requests: 120
+    max_documents: 200
+    baseline: {windows: 60, factor: 5, min_rows: 100}
+    action: cap
+    cap_k: 3
+  - {name: crawler, who: {agent: crawler}, window: 10m, max_rows: 50, action: suspend, suspend_for: 30m}
 `
 
 // policyDoc is a small valid policy with extra text spliced into the docs

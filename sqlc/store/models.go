@@ -85,6 +85,40 @@ type RagfenceAuditLog struct {
 	Detail        []byte             `json:"detail"`
 }
 
+type RagfenceGuardrailCounter struct {
+	Guardrail      string             `json:"guardrail"`
+	WindowSeconds  int32              `json:"window_seconds"`
+	Tenant         string             `json:"tenant"`
+	Subject        string             `json:"subject"`
+	Agent          string             `json:"agent"`
+	WindowStart    pgtype.Timestamptz `json:"window_start"`
+	RowCount       int64              `json:"row_count"`
+	RequestCount   int64              `json:"request_count"`
+	DocumentCount  int64              `json:"document_count"`
+	HeldRows       int64              `json:"held_rows"`
+	HeldRequests   int64              `json:"held_requests"`
+	HeldDocuments  int64              `json:"held_documents"`
+	Instances      int32              `json:"instances"`
+	HistoryWindows int32              `json:"history_windows"`
+	FirstWindow    pgtype.Timestamptz `json:"first_window"`
+	UpdatedAt      pgtype.Timestamptz `json:"updated_at"`
+}
+
+type RagfenceGuardrailDocument struct {
+	Guardrail     string             `json:"guardrail"`
+	WindowSeconds int32              `json:"window_seconds"`
+	Tenant        string             `json:"tenant"`
+	Subject       string             `json:"subject"`
+	Agent         string             `json:"agent"`
+	WindowStart   pgtype.Timestamptz `json:"window_start"`
+	Document      string             `json:"document"`
+}
+
+type RagfenceGuardrailInstance struct {
+	Instance string             `json:"instance"`
+	LastSeen pgtype.Timestamptz `json:"last_seen"`
+}
+
 type RagfenceRevocation struct {
 	ID             int64              `json:"id"`
 	Tenant         string             `json:"tenant"`
