@@ -3,6 +3,7 @@ package filter
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ type DB struct {
 	mode       rewrite.Mode
 	timeout    time.Duration
 	explain    bool
+	admit      func(ctx context.Context, resources []string) error
 
 	mu sync.Mutex
 	rw *rewrite.Rewriter // made on the first statement, with the catalog's columns
@@ -59,6 +61,14 @@ func Untrusted() Option {
 // aggregates can be explained; others are refused (explain_unsupported).
 func ExplainRows() Option {
 	return func(db *DB) { db.explain = true }
+}
+
+// BeforeRun calls admit with the protected resources each statement reads
+// (one entry per resource, in first-read order) once it is rewritten and
+// before it runs; an error from admit refuses the statement with that
+// error. A server counts reads against budgets with it (guardrails).
+func BeforeRun(admit func(ctx context.Context, resources []string) error) Option {
+	return func(db *DB) { db.admit = admit }
 }
 
 // Wrap returns q filtered by p. Each statement runs with JIT off, a
@@ -151,6 +161,11 @@ func (db *DB) Rewrite(ctx context.Context, sql string, args ...any) (string, []a
 	if err != nil {
 		return "", nil, err
 	}
+	if db.admit != nil {
+		if err := db.admit(ctx, resourcesOf(res.Fragments)); err != nil {
+			return "", nil, err
+		}
+	}
 	return res.SQL, append(append(make([]any, 0, len(args)+len(res.Args)), args...), res.Args...), nil
 }
 
@@ -197,4 +212,15 @@ func IsRefused(err error) bool {
 	var fe *Error
 	var re *rewrite.Error
 	return errors.As(err, &fe) || errors.As(err, &re)
+}
+
+// resourcesOf names the resources of fragments, each once.
+func resourcesOf(frags []rewrite.Fragment) []string {
+	var out []string
+	for _, f := range frags {
+		if ff, ok := f.(*Fragment); ok && !slices.Contains(out, ff.Resource) {
+			out = append(out, ff.Resource)
+		}
+	}
+	return out
 }

@@ -173,3 +173,33 @@ func TestWrapRowsClosedEarly(t *testing.T) {
 		t.Errorf("after rows closed early, in the caller's transaction: jit %q, %v; want on, restored", jit, err)
 	}
 }
+
+// BeforeRun sees the protected resources of each statement before it runs,
+// and its error refuses the statement.
+func TestWrapBeforeRun(t *testing.T) {
+	pool, p, schema := wrapFixture(t)
+	ctx := filter.WithSubject(context.Background(), &policy.Subject{ID: "u", Tenant: "acme"})
+	var seen [][]string
+	refuse := errors.New("over budget")
+	admit := func(_ context.Context, resources []string) error {
+		seen = append(seen, resources)
+		if len(seen) > 2 {
+			return refuse
+		}
+		return nil
+	}
+	db := filter.Wrap(pool, p, filter.WithSearchPath(schema, "public"), filter.BeforeRun(admit))
+	var n int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM notes a JOIN notes b ON a.id = b.id").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("join: %d %v", n, err)
+	}
+	if err := db.QueryRow(ctx, "SELECT jit FROM settings").Scan(new(string)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen[0], []string{"notes"}) || len(seen[1]) != 0 {
+		t.Errorf("resources seen %v, want [notes] then []", seen)
+	}
+	if _, err := db.Query(ctx, "SELECT id FROM notes"); !errors.Is(err, refuse) {
+		t.Errorf("a refused statement: %v", err)
+	}
+}

@@ -1,6 +1,10 @@
 package retriever
 
-import "errors"
+import (
+	"errors"
+	"math"
+	"time"
+)
 
 // Code is a stable error code: what a client is told (error.code over
 // HTTP) and what a Go caller branches on (CodeOf).
@@ -34,10 +38,22 @@ type Error struct {
 	Code Code
 	Msg  string
 	Err  error
+	// RetryAfter, when set, is how long until the same call may succeed
+	// (a guardrail's window), for a transport to tell the caller.
+	RetryAfter time.Duration
 }
 
 // Error returns the code and the client-safe message, never the cause.
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Msg }
+
+// RetryAfterSeconds is RetryAfter as a Retry-After header says it: whole
+// seconds, rounded up, at least one; 0 when there is none.
+func (e *Error) RetryAfterSeconds() int {
+	if e.RetryAfter <= 0 {
+		return 0
+	}
+	return max(1, int(math.Ceil(e.RetryAfter.Seconds())))
+}
 
 // Unwrap returns the cause, if any.
 func (e *Error) Unwrap() error { return e.Err }

@@ -103,6 +103,9 @@ type Result struct {
 	// Rules are the allow rules that let the chunk in (an agent grant's as
 	// agent:rule), when the query asked to Explain.
 	Rules []string `json:"rules,omitempty"`
+	// Document is the chunk's document (the resource's document column),
+	// for counting what a caller reads (guardrails); never sent.
+	Document string `json:"-"`
 }
 
 // alias is how searches name the resource's table; fixed, so the statement
@@ -266,7 +269,11 @@ func scanResult(row pgx.CollectableRow) (Result, error) {
 	var r Result
 	var distance float64
 	var meta []byte
-	err := row.Scan(&r.ID, &distance, &r.Content, &meta, &r.Rules)
+	var doc *string
+	err := row.Scan(&r.ID, &distance, &r.Content, &meta, &r.Rules, &doc)
+	if doc != nil {
+		r.Document = *doc
+	}
 	if err == nil && math.IsNaN(distance) {
 		// definedOnly keeps such rows out; a NaN here is a bug, and
 		// would fail the response's encoding after the decision was

@@ -62,7 +62,7 @@ func templateKey(res *policy.Resource, frag *filter.Fragment, filterSQL string, 
 	if err != nil {
 		return "", err
 	}
-	return strings.Join([]string{res.QuotedTable(), res.ID, res.Embedding, content, metadata, where, filterSQL,
+	return strings.Join([]string{res.QuotedTable(), res.ID, res.Embedding, res.Document, content, metadata, where, filterSQL,
 		strconv.Itoa(q.K), strconv.Itoa(overfetch), strconv.FormatBool(q.MinScore != nil), strconv.FormatBool(q.Explain)}, "\x00"), nil
 }
 
@@ -117,7 +117,7 @@ func minScoreArgs(vec pgvector.Vector, q Query) []any {
 // planned (a condition on the distance inside it moves the planner off the
 // HNSW index).
 func definedOnly(sql string) string {
-	return "SELECT id, distance, content, metadata, rules FROM (" + sql + ") AS arm WHERE distance <> 'NaN'::float8"
+	return "SELECT id, distance, content, metadata, rules, document FROM (" + sql + ") AS arm WHERE distance <> 'NaN'::float8"
 }
 
 // rulesColumn is the allow rules that let the row in, when the query asks
@@ -128,6 +128,15 @@ func rulesColumn(frag *filter.Fragment, explain bool) sq.Sqlizer {
 		return sq.Expr("NULL::pg_catalog.text[] AS rules")
 	}
 	return sq.Alias(frag.Granted(), "rules")
+}
+
+// documentColumn is the row's document as text, or NULL for a resource
+// that names none.
+func documentColumn(res *policy.Resource, col func(string) string) string {
+	if res.Document == "" {
+		return "NULL::pg_catalog.text AS document"
+	}
+	return col(res.Document) + "::pg_catalog.text AS document"
 }
 
 // statements are a search's SQL, values bound.
@@ -172,6 +181,7 @@ func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch
 		Column(sq.Alias(frag.Column(res.Content), "content")).
 		Column(sq.Alias(frag.Column(res.Metadata), "metadata")).
 		Column(rulesColumn(frag, q.Explain)).
+		Column(sq.Expr(documentColumn(res, col))).
 		From(from).
 		Where(frag).
 		Where(hasEmbedding)
@@ -205,7 +215,7 @@ func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch
 		return st, err
 	}
 	sql := "WITH ann AS MATERIALIZED (" + definedOnly(ann) + ")\n" +
-		"SELECT id, distance, content, metadata, rules FROM ann WHERE (SELECT count(*) FROM ann) >= ?\n" +
+		"SELECT id, distance, content, metadata, rules, document FROM ann WHERE (SELECT count(*) FROM ann) >= ?\n" +
 		"UNION ALL\n(" + definedOnly(fallback) + ")\nORDER BY distance LIMIT ?"
 	st.indexArgs = append(append(append(annArgs, k), fallbackArgs...), k)
 	st.index, err = sq.Dollar.ReplacePlaceholders(sql)

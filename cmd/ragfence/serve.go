@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ragfence/ragfence/approval"
+	"github.com/ragfence/ragfence/guardrail"
 	"github.com/ragfence/ragfence/internal/pgpool"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
@@ -54,6 +56,8 @@ type serveSettings struct {
 	listenDB                                string
 	mcpResource, authServers, mcpClients    string
 	mcpScopes, mcpCollectionScopes          bool
+	alertWebhook                            string
+	guardrailSync                           time.Duration
 	revocationStaleness, maxApprovalTTL     time.Duration
 	approvalPending                         time.Duration
 }
@@ -105,7 +109,9 @@ func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
 	fs.StringVar(&s.authServers, "authorization-server", "", "with --mcp-resource: the OAuth authorization server(s) that issue its tokens, comma-separated (published in the resource metadata)")
 	fs.BoolVar(&s.mcpScopes, "mcp-require-scopes", true, "MCP tools require their scopes (ragfence:retrieve, ragfence:query, ragfence:access)")
 	fs.BoolVar(&s.mcpCollectionScopes, "mcp-collection-scopes", false, "the retrieve tool requires ragfence:retrieve:<collection> instead of ragfence:retrieve")
-	fs.StringVar(&s.mcpClients, "mcp-client-claims", "client_id,azp", "claims naming the OAuth client, the agent of an MCP token without act (comma-separated, first present wins)")
+	fs.StringVar(&s.mcpClients, "mcp-client-claims", "client_id,azp,cid", "claims naming the OAuth client, the agent of an MCP token without act (comma-separated, first present wins)")
+	fs.StringVar(&s.alertWebhook, "alert-webhook", "", "URL that receives each guardrail event as a JSON POST (retried, from a bounded queue that never blocks requests)")
+	fs.DurationVar(&s.guardrailSync, "guardrail-sync", guardrail.DefaultSyncEvery, "how often guardrail budgets are synced with the other servers through the database")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	return fs, s
 }
@@ -182,33 +188,47 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	}
 	defer revocations.Close()
 	defer approvals.Close()
+	var svcRef atomic.Pointer[service.Service] // events fire only once requests are served
+	guards, alerts, err := startGuardrails(ctx, s, pool, policies, func(e guardrail.Event) {
+		if svc := svcRef.Load(); svc != nil {
+			svc.GuardrailEvent(e)
+		}
+	}, logger)
+	if err != nil {
+		return err
+	}
+	defer guards.Close()
+	if alerts != nil {
+		defer alerts.Close(context.WithoutCancel(ctx))
+	}
 	svc, err := service.New(service.Config{
 		Embedder: embedder,
 		Pool:     pool, Policies: policies, Auth: service.TokenAuth{Verifier: verifier}, Audit: writer,
 		DefaultK: s.defaultK, MaxK: s.maxK, StatementTimeout: s.statementTimeout, Logger: logger,
 		Revocations: revocations, Approvals: approvals, MaxApprovalTTL: s.maxApprovalTTL, PendingFor: s.approvalPending,
-		QueryPool: queryPool,
+		QueryPool: queryPool, Guardrails: guards, Alerts: alertsOf(alerts),
 	})
 	if err != nil {
 		return err
 	}
+	svcRef.Store(svc)
 	srv, err := httpapi.New(httpapi.Config{Service: svc, MaxBodyBytes: s.maxBody, TrustedProxies: proxies, Logger: logger})
 	if err != nil {
 		return err
 	}
 	go svc.SweepExpiredApprovals(ctx, time.Second)
-	handler, err := withMCP(ctx, s, policies, svc, srv.Handler(), logger)
+	handler, err := withMCP(ctx, s, policies, svc, srv.Handler(), proxies, logger)
 	if err != nil {
 		return err
 	}
-	return listenAndServe(ctx, s, handler, writer, policies, logger, out)
+	return listenAndServe(ctx, s, handler, writer, policies, func() { guards.SetPolicy(policies.Load().Set()) }, logger, out)
 }
 
 // withMCP mounts the MCP endpoint and its metadata beside api when
 // --mcp-resource is set. Its tokens are verified as the API's, except that
 // their audience must be the resource and the client is the agent.
 func withMCP(ctx context.Context, s *serveSettings, policies *retriever.PolicyStore, svc *service.Service,
-	api http.Handler, logger *slog.Logger) (http.Handler, error) {
+	api http.Handler, proxies []*net.IPNet, logger *slog.Logger) (http.Handler, error) {
 	if s.mcpResource == "" {
 		if s.authServers != "" {
 			return nil, usagef("--authorization-server needs --mcp-resource")
@@ -225,6 +245,7 @@ func withMCP(ctx context.Context, s *serveSettings, policies *retriever.PolicySt
 		Service: svc, Auth: service.TokenAuth{Verifier: verifier}, Resource: s.mcpResource,
 		AuthorizationServers: splitList(s.authServers), RequireScopes: s.mcpScopes, CollectionScopes: s.mcpCollectionScopes,
 		Collections: policies.Load().Set().Names, MaxBodyBytes: s.maxBody, Logger: logger, Version: version(),
+		TrustedProxies: proxies,
 	})
 	if err != nil {
 		return nil, usagef("%v", err)
@@ -237,6 +258,38 @@ func withMCP(ctx context.Context, s *serveSettings, policies *retriever.PolicySt
 	mux.Handle("/", api)
 	logger.Info("serving MCP", "path", mcpserver.Path, "resource", s.mcpResource)
 	return mux, nil
+}
+
+// startGuardrails starts the guardrail engine of the policy (budgets shared
+// through the database, suspensions made as revocations) and, with
+// --alert-webhook, the webhook its events go to.
+func startGuardrails(ctx context.Context, s *serveSettings, pool *pgxpool.Pool, policies *retriever.PolicyStore,
+	onEvent func(guardrail.Event), logger *slog.Logger) (*guardrail.Engine, *guardrail.Webhook, error) {
+	var hook *guardrail.Webhook
+	if s.alertWebhook != "" {
+		var err error
+		if hook, err = guardrail.NewWebhook(guardrail.WebhookConfig{URL: s.alertWebhook, Logger: logger}); err != nil {
+			return nil, nil, usagef("--alert-webhook: %v", err)
+		}
+	}
+	eng, err := guardrail.New(ctx, guardrail.Config{Pool: pool, Set: policies.Load().Set(), SyncEvery: s.guardrailSync,
+		OnEvent: onEvent, Logger: logger})
+	if err != nil {
+		if hook != nil {
+			hook.Close(context.WithoutCancel(ctx))
+		}
+		return nil, nil, schemaHint(err)
+	}
+	return eng, hook, nil
+}
+
+// alertsOf is hook as the service's Alerter, or none (a nil pointer in an
+// interface would not be nil).
+func alertsOf(hook *guardrail.Webhook) service.Alerter {
+	if hook == nil {
+		return nil
+	}
+	return hook
 }
 
 // watchAccess starts the revocation and approval watchers, each on a
@@ -317,7 +370,7 @@ func parseCIDRs(list string) ([]*net.IPNet, error) {
 // listenAndServe runs until ctx ends, then shuts down in order: stop
 // accepting, finish in-flight requests, flush the audit log.
 func listenAndServe(ctx context.Context, s *serveSettings, handler http.Handler, writer *audit.Writer,
-	policies *retriever.PolicyStore, logger *slog.Logger, out io.Writer) error {
+	policies *retriever.PolicyStore, onReload func(), logger *slog.Logger, out io.Writer) error {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w; choose another --addr", s.addr, err)
@@ -326,7 +379,7 @@ func listenAndServe(ctx context.Context, s *serveSettings, handler http.Handler,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	fmt.Fprintf(out, "serve: listening on %s (policy version %s)\n", ln.Addr(), policies.Load().Version())
 	logger.Info("listening", "addr", ln.Addr().String(), "policy_version", policies.Load().Version())
-	watchPolicy(ctx, policies, s.poll, logger)
+	watchPolicy(ctx, policies, s.poll, logger, onReload)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -351,7 +404,7 @@ func listenAndServe(ctx context.Context, s *serveSettings, handler http.Handler,
 
 // watchPolicy reloads the policy on SIGHUP and when its files change, until
 // ctx ends, logging each outcome (retriever.PolicyStore.Watch).
-func watchPolicy(ctx context.Context, policies *retriever.PolicyStore, every time.Duration, logger *slog.Logger) {
+func watchPolicy(ctx context.Context, policies *retriever.PolicyStore, every time.Duration, logger *slog.Logger, onReload func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	now := make(chan struct{})
@@ -376,6 +429,7 @@ func watchPolicy(ctx context.Context, policies *retriever.PolicyStore, every tim
 			logger.Error("policy reload failed; keeping the current policy", "error", oneLine(err.Error()))
 		case changed:
 			logger.Info("policy reloaded", "policy_version", policies.Load().Version())
+			onReload()
 		}
 	})
 }

@@ -40,6 +40,9 @@ func newVerifier(ctx context.Context, s *serveSettings, policies *retriever.Poli
 		Issuer: s.issuer, Audience: s.audience, MaxLifetime: s.maxLifetime, Skew: s.skew,
 		TenantClaim: s.tenantClaim, RolesClaim: s.rolesClaim, GroupsClaim: s.groupsClaim, Attributes: attrs,
 		ClientClaims: clientClaims,
+		// An MCP token is for the MCP endpoint only; the MCP verifier's own
+		// Audience is the resource, which it accepts.
+		ForeignAudiences: nonEmpty(s.mcpResource),
 	})
 }
 
@@ -57,4 +60,14 @@ func readSecret(file string) ([]byte, error) {
 		return nil, usagef("--jwt-secret-file: %v", err)
 	}
 	return bytes.TrimRight(b, "\r\n"), nil
+}
+
+func nonEmpty(s ...string) []string {
+	var out []string
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

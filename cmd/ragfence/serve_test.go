@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -68,10 +69,12 @@ func TestWatchPolicy(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	watchPolicy(ctx, store, 20*time.Millisecond, logger)
+	var reloads atomic.Int32
+	watchPolicy(ctx, store, 20*time.Millisecond, logger, func() { reloads.Add(1) })
 	v1 := store.Load().Version()
 	write(strings.Replace(watchedPolicy, "owner_id = subject.id", "owner_id = subject.id OR 'admin' = ANY (subject.roles)", 1))
 	waitFor("reload on change", func() bool { return store.Load().Version() != v1 })
+	waitFor("the reload reported to its listener", func() bool { return reloads.Load() > 0 })
 
 	v2 := store.Load().Version()
 	write(strings.Replace(watchedPolicy, "owner_id = subject.id", "pg_sleep(1) IS NULL", 1))
@@ -84,7 +87,7 @@ func TestWatchPolicy(t *testing.T) {
 	// SIGHUP, with polling off.
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
-	watchPolicy(ctx, store, 0, logger)
+	watchPolicy(ctx, store, 0, logger, func() {})
 	write(watchedPolicy)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)

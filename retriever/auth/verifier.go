@@ -67,6 +67,10 @@ type Config struct {
 	Issuer string
 	// Audience, when set, must be one of the token's aud values.
 	Audience string
+	// ForeignAudiences are resources whose tokens this verifier refuses
+	// even without an Audience of its own: an MCP token (aud the MCP
+	// resource) is no user token for the HTTP API (RFC 8707).
+	ForeignAudiences []string
 	// MaxLifetime is the longest exp - iat (or exp - nbf) accepted.
 	// Default DefaultMaxLifetime.
 	MaxLifetime time.Duration
@@ -299,6 +303,17 @@ func (v *Verifier) checkIssuerAudience(claims jwt.MapClaims) *Error {
 			return newError(CodeMissingClaim, `token has no "iss" claim`, nil)
 		case iss != v.cfg.Issuer:
 			return newError(CodeWrongIssuer, "token issuer is not accepted", nil)
+		}
+	}
+	if len(v.cfg.ForeignAudiences) > 0 {
+		aud, err := claims.GetAudience()
+		if err != nil {
+			return newError(CodeMalformedToken, `claim "aud" must be a string or a list of strings`, err)
+		}
+		for _, a := range aud {
+			if slices.Contains(v.cfg.ForeignAudiences, a) && a != v.cfg.Audience {
+				return newError(CodeWrongAudience, "the token is for another resource", nil)
+			}
 		}
 	}
 	if v.cfg.Audience != "" {

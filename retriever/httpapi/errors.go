@@ -31,7 +31,7 @@ var statusOf = map[retriever.Code]int{
 	service.CodeTokenRevoked: http.StatusUnauthorized, service.CodeSubjectRevoked: http.StatusForbidden,
 	service.CodeAgentRevoked: http.StatusForbidden, service.CodeRevocationStale: http.StatusServiceUnavailable,
 	service.CodeApprovalStale: http.StatusServiceUnavailable, service.CodeInvalidApproval: http.StatusBadRequest,
-	service.CodeAgentCannotDecide: http.StatusForbidden,
+	service.CodeAgentCannotDecide: http.StatusForbidden, service.CodeGuardrailThrottled: http.StatusTooManyRequests,
 }
 
 // Status is the HTTP status a code is answered with; 500 for a code it

@@ -489,7 +489,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 func serverCodes(t *testing.T) []retriever.Code {
 	t.Helper()
 	var codes []retriever.Code
-	for _, path := range []string{"../errors.go", "errors.go", "../service/access.go"} {
+	for _, path := range []string{"../errors.go", "errors.go", "../service/access.go", "../service/guard.go"} {
 		codes = append(codes, fileCodes(t, path)...)
 	}
 	if len(codes) < 10 {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -121,6 +122,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	}
 	if re.Code == retriever.CodeUnauthenticated || re.Code == service.CodeTokenRevoked {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
+	}
+	if secs := re.RetryAfterSeconds(); secs > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	if re.Code == retriever.CodeInternal {
 		s.cfg.Logger.Error("request failed", "path", c.Path(), "error", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 
 	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/internal/strictjson"
 	"github.com/ragfence/ragfence/retriever/service"
 )
 
@@ -39,7 +40,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	}, nil)(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("access_token") {
-			s.refuse(w, http.StatusBadRequest, "", "invalid_request", "send the token in the Authorization header, never in the URL", nil)
+			s.refuse(w, http.StatusBadRequest, "invalid_request", "invalid_request", "send the token in the Authorization header, never in the URL", nil)
 			return
 		}
 		header := r.Header.Get("Authorization")
@@ -52,7 +53,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.refuse(w, http.StatusUnauthorized, "invalid_token", string(retriever.CodeUnauthenticated), err.Error(), nil)
 			return
 		}
-		addr := remoteAddr(r)
+		addr := s.remoteAddr(r)
 		caller := service.Caller{Authorization: header, Authenticator: s.cfg.Auth, ClientAddr: addr, Channel: Channel}
 		if err := s.cfg.Service.Admit(r.Context(), caller, id); err != nil {
 			s.refuseAdmission(w, err)
@@ -63,9 +64,15 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.refuse(w, http.StatusRequestEntityTooLarge, "", "body_too_large", err.Error(), nil)
 			return
 		}
-		if need := s.missingScopes(id.Scopes, body); len(need) > 0 {
-			s.refuse(w, http.StatusForbidden, "insufficient_scope", "insufficient_scope",
-				"the token lacks the scope this call needs: "+strings.Join(need, " "), need)
+		need, err := s.missingScopes(id.Scopes, body)
+		if err != nil {
+			s.refuse(w, http.StatusBadRequest, "invalid_request", "invalid_request", err.Error(), nil)
+			return
+		}
+		if len(need) > 0 {
+			msg := "the token lacks the scope this call needs: " + strings.Join(need, " ")
+			s.cfg.Service.RecordRefusal(r.Context(), caller, id, "insufficient_scope", map[string]any{"scopes": need})
+			s.refuse(w, http.StatusForbidden, "insufficient_scope", "insufficient_scope", msg, need)
 			return
 		}
 		info := &auth.TokenInfo{Scopes: id.Scopes, Expiration: id.ExpiresAt,
@@ -103,7 +110,7 @@ func (s *Server) refuse(w http.ResponseWriter, status int, oauthErr, code, msg s
 	if oauthErr != "" {
 		params = append(params, fmt.Sprintf("error=%q", oauthErr), fmt.Sprintf("error_description=%q", quoteSafe(msg)))
 	}
-	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+	if status == http.StatusUnauthorized || status == http.StatusForbidden || oauthErr == "invalid_request" {
 		w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
 	}
 	writeError(w, status, code, msg)
@@ -149,27 +156,42 @@ type call struct {
 	} `json:"params"`
 }
 
-// missingScopes are the scopes the body's calls need that have is
-// missing. A body that is not JSON-RPC needs none here: the SDK refuses it.
-func (s *Server) missingScopes(have []string, body []byte) []string {
-	if !s.cfg.RequireScopes || len(body) == 0 {
-		return nil
+// callSchema is what the SDK reads of a message that decides its scope:
+// strictjson refuses the spellings two JSON readers could read apart
+// (duplicate keys, keys matching only in letter case, data after the
+// message), so the scope is checked on the call the SDK runs.
+var callSchema = &strictjson.Object{Open: true, Fields: map[string]*strictjson.Object{
+	"jsonrpc": nil, "id": nil, "method": nil,
+	"params": {Open: true, Fields: map[string]*strictjson.Object{
+		"name": nil, "arguments": {Open: true, Fields: map[string]*strictjson.Object{"collection": nil}},
+	}},
+}}
+
+// missingScopes are the scopes the body's call needs that have is
+// missing. A body that is not one JSON-RPC message, read the same by
+// every reader, is an error: batches are refused (MCP removed them).
+func (s *Server) missingScopes(have []string, body []byte) ([]string, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, nil
 	}
-	var calls []call
-	if err := json.Unmarshal(body, &calls); err != nil {
-		var one call
-		if json.Unmarshal(body, &one) != nil {
-			return nil
-		}
-		calls = []call{one}
+	if trimmed[0] != '{' {
+		return nil, errors.New("send one JSON-RPC message as a JSON object (batches are not supported)")
 	}
-	var need []string
-	for _, c := range calls {
-		if sc := s.scopeOf(c); sc != "" && !slices.Contains(have, sc) && !slices.Contains(need, sc) {
-			need = append(need, sc)
-		}
+	var c call
+	if err := json.Unmarshal(trimmed, &c); err != nil {
+		return nil, errors.New("the body is not a JSON-RPC message this server can read")
 	}
-	return need
+	if err := strictjson.Check(trimmed, callSchema); err != nil {
+		return nil, fmt.Errorf("the message is ambiguous: %v", err)
+	}
+	if !s.cfg.RequireScopes {
+		return nil, nil
+	}
+	if sc := s.scopeOf(c); sc != "" && !slices.Contains(have, sc) {
+		return []string{sc}, nil
+	}
+	return nil, nil
 }
 
 // scopeOf is the scope a call needs, or "".
@@ -183,7 +205,7 @@ func (s *Server) scopeOf(c call) string {
 	switch c.Params.Name {
 	case toolRetrieve:
 		if s.cfg.CollectionScopes {
-			return ScopeRetrieve + ":" + c.Params.Arguments.Collection
+			return collectionScope(c.Params.Arguments.Collection)
 		}
 		return ScopeRetrieve
 	case toolSQL:
@@ -194,13 +216,52 @@ func (s *Server) scopeOf(c call) string {
 	return ""
 }
 
-func remoteAddr(r *http.Request) netip.Addr {
+// collectionScope is retrieve's scope on collection; a name that is not
+// a policy's resource name (lower-case letters, digits, _ and $) needs a
+// scope no token has, and cannot put other scopes into a challenge.
+func collectionScope(collection string) string {
+	valid := collection != ""
+	for _, r := range collection {
+		valid = valid && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '$')
+	}
+	if !valid {
+		return ScopeRetrieve + ":-"
+	}
+	return ScopeRetrieve + ":" + collection
+}
+
+// remoteAddr is the caller's address: the TCP peer, or behind trusted
+// proxies the right-most X-Forwarded-For entry no trusted proxy added, as
+// the HTTP API reads it.
+func (s *Server) remoteAddr(r *http.Request) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Addr{}
 	}
-	a, _ := netip.ParseAddr(host)
-	return a
+	peer, _ := netip.ParseAddr(host)
+	if !s.trusted(peer) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer
+		}
+		if !s.trusted(a) {
+			return a
+		}
+	}
+	return peer
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, n := range s.cfg.TrustedProxies {
+		if a.IsValid() && n.Contains(a.AsSlice()) {
+			return true
+		}
+	}
+	return false
 }
 
 // addrKey holds the client's address in TokenInfo.Extra, which the SDK

@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -48,7 +49,10 @@ type Config struct {
 	Collections []string
 	// MaxBodyBytes bounds a request body; 0 means 1 MiB.
 	MaxBodyBytes int64
-	Logger       *slog.Logger
+	// TrustedProxies are the networks whose X-Forwarded-For is believed
+	// for the client address (context.ip), as for the HTTP API.
+	TrustedProxies []*net.IPNet
+	Logger         *slog.Logger
 	// Version is reported to clients as the server's version.
 	Version string
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -60,7 +61,23 @@ func (s *Server) addTools() {
 		s.access)
 }
 
+// lacks is the refusal of a call whose token misses scope, checked again
+// on the arguments the SDK decoded (authenticate checked the body first).
+func (s *Server) lacks(req *mcp.CallToolRequest, scope string) *mcp.CallToolResult {
+	if !s.cfg.RequireScopes || (req.Extra != nil && req.Extra.TokenInfo != nil && slices.Contains(req.Extra.TokenInfo.Scopes, scope)) {
+		return nil
+	}
+	return failure(&retriever.Error{Code: "insufficient_scope", Msg: "the token lacks the scope this call needs: " + scope})
+}
+
 func (s *Server) retrieve(ctx context.Context, req *mcp.CallToolRequest, in retrieveIn) (*mcp.CallToolResult, any, error) {
+	scope := ScopeRetrieve
+	if s.cfg.CollectionScopes {
+		scope = collectionScope(in.Collection)
+	}
+	if res := s.lacks(req, scope); res != nil {
+		return res, nil, nil
+	}
 	q := retriever.Query{Resource: in.Collection, Text: in.Query, Embedding: in.Embedding, MinScore: in.MinScore}
 	if in.K != nil {
 		if *in.K < 1 {
@@ -89,6 +106,9 @@ func (s *Server) retrieve(ctx context.Context, req *mcp.CallToolRequest, in retr
 }
 
 func (s *Server) sqlQuery(ctx context.Context, req *mcp.CallToolRequest, in sqlIn) (*mcp.CallToolResult, any, error) {
+	if res := s.lacks(req, ScopeQuery); res != nil {
+		return res, nil, nil
+	}
 	args := make([]any, len(in.Args))
 	for i, a := range in.Args {
 		args[i] = a
@@ -101,6 +121,9 @@ func (s *Server) sqlQuery(ctx context.Context, req *mcp.CallToolRequest, in sqlI
 }
 
 func (s *Server) access(ctx context.Context, req *mcp.CallToolRequest, _ accessIn) (*mcp.CallToolResult, any, error) {
+	if res := s.lacks(req, ScopeAccess); res != nil {
+		return res, nil, nil
+	}
 	a, err := s.cfg.Service.Access(ctx, s.caller(req, toolAccess), "")
 	if err != nil {
 		return failure(err), nil, nil
@@ -137,6 +160,9 @@ func failure(err error) *mcp.CallToolResult {
 	body := map[string]any{"error": map[string]string{"code": string(re.Code), "message": re.Msg}}
 	if id := service.DecisionID(err); id != "" {
 		body["decision_id"] = id
+	}
+	if secs := re.RetryAfterSeconds(); secs > 0 {
+		body["retry_after"] = secs
 	}
 	return &mcp.CallToolResult{IsError: true, StructuredContent: body,
 		Content: []mcp.Content{&mcp.TextContent{Text: string(re.Code) + ": " + re.Msg}}}

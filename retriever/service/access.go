@@ -11,6 +11,7 @@ import (
 	"github.com/ragfence/ragfence/approval"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
+	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/revocation"
 )
 
@@ -139,4 +140,24 @@ func (s *Service) Admit(ctx context.Context, c Caller, id Identity) error {
 func callerOf(id Identity) revocation.Caller {
 	return revocation.Caller{Tenant: id.Subject.Tenant, Subject: id.Subject.ID, Agent: id.Agent,
 		PriorActors: id.PriorActors, TokenID: id.TokenID}
+}
+
+// RecordRefusal audits a call a front door refused itself, before any
+// operation ran (an MCP token without the tool's scope): probing leaves a
+// trail as refused searches do.
+func (s *Service) RecordRefusal(ctx context.Context, c Caller, id Identity, code retriever.Code, detail map[string]any) {
+	d := map[string]any{"error": string(code), "channel": c.Channel}
+	for k, v := range detail {
+		d[k] = v
+	}
+	rec := audit.Record{DecidedAt: s.cfg.Now(), DecisionID: audit.NewDecisionID(), Agent: id.Agent,
+		PolicyVersion: s.cfg.Policies.Load().Version(), Outcome: outcomeDenied, ClientAddr: c.ClientAddr, Detail: d}
+	if id.Subject != nil {
+		rec.Subject, rec.Tenant = id.Subject.ID, id.Subject.Tenant
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.cfg.Audit.Enqueue(ctx, rec); err != nil {
+		s.cfg.Logger.Error("audit record of a refused call not accepted", "error", err)
+	}
 }

@@ -11,6 +11,8 @@ type metrics struct {
 	rows      prometheus.Histogram
 	decisions *prometheus.CounterVec
 	plans     *prometheus.CounterVec
+	// guardrailEvents counts each guardrail's triggered actions.
+	guardrailEvents *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool, audit AuditLog) *metrics {
@@ -33,11 +35,15 @@ func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool, audit AuditLog) *m
 			Name: "ragfence_search_plans_total",
 			Help: "Searches by plan: exact (permitted rows read and sorted) or index (iterative HNSW walk).",
 		}, []string{"plan"}),
+		guardrailEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragfence_guardrail_events_total",
+			Help: "Guardrail triggers, by guardrail and action (throttle, cap, suspend, alert).",
+		}, []string{"guardrail", "action"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.latency, m.rows, m.decisions, m.plans,
+	reg.MustRegister(m.latency, m.rows, m.decisions, m.plans, m.guardrailEvents,
 		gauge("ragfence_audit_queue_depth", "Audit records waiting to be written.", func() float64 { return float64(audit.Depth()) }),
 		gauge("ragfence_db_pool_acquired_conns", "Database connections in use.", func() float64 { return float64(pool.Stat().AcquiredConns()) }),
 		gauge("ragfence_db_pool_idle_conns", "Idle database connections.", func() float64 { return float64(pool.Stat().IdleConns()) }),

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ragfence/ragfence/filter"
+	"github.com/ragfence/ragfence/guardrail"
 	"github.com/ragfence/ragfence/internal/rowjson"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
@@ -119,7 +120,49 @@ func (s *Service) serveQuery(ctx context.Context, x *exchange, call *QueryCall) 
 		return nil, err
 	}
 	req := filter.Request{Subject: subject, Agent: id.Agent, Context: policy.Context{Time: x.start, IP: call.ClientAddr}, Approved: approved}
-	return s.runQuery(ctx, p, req, call.SQL, args, limit)
+	g := &queryGuard{s: s, x: x, id: id, subject: subject, limit: limit}
+	res, err := s.runQuery(ctx, p, req, call.SQL, args, g)
+	if err == nil {
+		g.record(len(res.Rows))
+	}
+	return res, err
+}
+
+// queryGuard holds a statement to the guardrails of every collection it
+// reads, once the rewriter knows them and before it runs: a refusal
+// refuses the statement, a cap lowers its limit.
+type queryGuard struct {
+	s        *Service
+	x        *exchange
+	id       Identity
+	subject  *policy.Subject
+	limit    int
+	verdicts []guardrail.Verdict
+}
+
+func (g *queryGuard) admit(ctx context.Context, resources []string) error {
+	for _, r := range resources {
+		v, err := g.s.guard(ctx, g.x, g.id, g.subject, r)
+		if err != nil {
+			g.x.outcome = outcomeDenied
+			return err
+		}
+		if v.Action == guardrail.Cap {
+			g.limit = min(g.limit, v.CapK)
+		}
+		g.verdicts = append(g.verdicts, v)
+	}
+	return nil
+}
+
+// record counts the rows returned against each collection's budgets.
+func (g *queryGuard) record(rows int) {
+	if g.s.cfg.Guardrails == nil {
+		return
+	}
+	for _, v := range g.verdicts {
+		g.s.cfg.Guardrails.Record(v, rows, nil)
+	}
 }
 
 // queryIdentity is identify for a call that is audited in its own record:
@@ -207,7 +250,7 @@ func (s *Service) queryPool() (*pgxpool.Pool, error) {
 
 // runQuery runs the statement in a read-only transaction (a second wall
 // behind the rewriter) on a connection of the query pool.
-func (s *Service) runQuery(ctx context.Context, p *filter.Policy, req filter.Request, sql string, args []any, limit int) (*QueryResult, error) {
+func (s *Service) runQuery(ctx context.Context, p *filter.Policy, req filter.Request, sql string, args []any, g *queryGuard) (*QueryResult, error) {
 	pool, err := s.queryPool()
 	if err != nil {
 		return nil, err
@@ -221,13 +264,14 @@ func (s *Service) runQuery(ctx context.Context, p *filter.Policy, req filter.Req
 	if err != nil {
 		return nil, dbError(ctx, err)
 	}
-	db := filter.Wrap(tx, p, filter.Untrusted(), filter.WithSearchPath(path...), filter.WithStatementTimeout(s.cfg.StatementTimeout))
+	db := filter.Wrap(tx, p, filter.Untrusted(), filter.WithSearchPath(path...), filter.WithStatementTimeout(s.cfg.StatementTimeout),
+		filter.BeforeRun(g.admit))
 	qctx := filter.WithRequestContext(filter.WithAgent(filter.WithSubject(ctx, req.Subject), req.Agent), req.Context)
 	rows, err := db.Query(filter.WithApproved(qctx, req.Approved), sql, args...)
 	if err != nil {
 		return nil, s.statementError(ctx, err)
 	}
-	res, err := collect(ctx, tx.Conn().PgConn(), types, rows, limit)
+	res, err := collect(ctx, tx.Conn().PgConn(), types, rows, g.limit)
 	if err != nil {
 		return nil, s.statementError(ctx, err)
 	}
@@ -308,6 +352,10 @@ var conditionNames = map[string]string{
 func (s *Service) statementError(ctx context.Context, err error) error {
 	if re := refusal(err); re != nil {
 		return re
+	}
+	var own *retriever.Error
+	if errors.As(err, &own) {
+		return own // a guardrail's, from BeforeRun
 	}
 	var pe *pgconn.PgError
 	switch {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ragfence/ragfence/filter"
+	"github.com/ragfence/ragfence/guardrail"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
@@ -63,6 +64,8 @@ type Decision struct {
 	// ApprovalRequired names the agent's approval rules whose rows were
 	// withheld for lack of its user's approval (POST /v1/approvals asks).
 	ApprovalRequired []string `json:"approval_required,omitempty"`
+	// CappedBy names the guardrail that lowered k for this call.
+	CappedBy string `json:"capped_by,omitempty"`
 }
 
 // Error is a refused or failed call and the decision id it was audited
@@ -188,12 +191,25 @@ func (s *Service) serve(ctx context.Context, x *exchange) (*Response, error) {
 		return nil, err
 	}
 	req := filter.Request{Subject: subject, Agent: id.Agent, Context: policy.Context{Time: x.start, IP: x.call.ClientAddr}, Approved: approved}
+	verdict, err := s.guard(ctx, x, id, subject, q.Resource)
+	if err != nil {
+		x.outcome = outcomeDenied
+		return nil, err
+	}
+	if verdict.Action == guardrail.Cap {
+		q.K = min(q.K, verdict.CapK)
+	}
 	x.outcome = outcomeError
 	results, frag, err := s.searcher.Search(ctx, s.cfg.Pool, p, req, q)
 	if err != nil {
 		return nil, err
 	}
-	return s.respond(x, p, frag, results), nil
+	s.record(verdict, results)
+	resp := s.respond(x, p, frag, results)
+	if verdict.Action == guardrail.Cap {
+		resp.Decision.CappedBy = verdict.Guardrail
+	}
+	return resp, nil
 }
 
 // query is the call's query, decoded, validated and embedded.

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ragfence/ragfence/approval"
+	"github.com/ragfence/ragfence/guardrail"
 	"github.com/ragfence/ragfence/policy"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
@@ -103,6 +104,11 @@ type Config struct {
 	// PendingFor is how long an approval request waits for its user; 0
 	// means approval.DefaultPendingFor.
 	PendingFor time.Duration
+	// Guardrails, when set, holds every read to the policy's guardrails
+	// (budgets, anomalies); give its OnEvent Service.GuardrailEvent.
+	Guardrails *guardrail.Engine
+	// Alerts receives guardrail events (a webhook), when set.
+	Alerts Alerter
 	// QueryPool runs Query's statements: a pool configured with
 	// ConfigureQueryPool, whose text output the rows' JSON starts from.
 	// Without it Query fails as internal.
