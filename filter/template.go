@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	pg "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/proto"
 
@@ -234,4 +233,4 @@ func (tr *transformer) subLink(s *pg.SubLink) {
 }
 
 // quoteIdent quotes an identifier for SQL text.
-func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+func quoteIdent(s string) string { return policy.QuoteIdent(s) }

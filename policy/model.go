@@ -176,14 +176,20 @@ func splitTable(t string) (string, string) {
 func (r *Resource) QuotedTable() string {
 	schema, table := r.TableName()
 	if schema == "" {
-		return quoteIdent(table)
+		return QuoteIdent(table)
 	}
-	return quoteIdent(schema) + "." + quoteIdent(table)
+	return QuoteIdent(schema, table)
 }
 
-// quoteIdent quotes an identifier as PostgreSQL reads it.
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, "\x00", ""), `"`, `""`) + `"`
+// QuoteIdent quotes a name, or the parts of a qualified name, as PostgreSQL
+// reads them: every part in double quotes, quotes doubled, NUL dropped
+// (PostgreSQL refuses it anyway). The one way ragfence quotes names.
+func QuoteIdent(parts ...string) string {
+	quoted := make([]string, len(parts))
+	for i, p := range parts {
+		quoted[i] = `"` + strings.ReplaceAll(strings.ReplaceAll(p, "\x00", ""), `"`, `""`) + `"`
+	}
+	return strings.Join(quoted, ".")
 }
 
 // ReservedPrefix starts the names ragfence gives what it adds to SQL (the

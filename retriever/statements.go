@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	sq "github.com/Masterminds/squirrel"
-	"github.com/jackc/pgx/v5"
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/ragfence/ragfence/filter"
@@ -168,7 +167,7 @@ type statements struct {
 // exact plan is that second arm alone.
 func buildStatements(p *filter.Policy, frag *filter.Fragment, q Query, overfetch int, filterCond sq.Sqlizer) (st statements, err error) {
 	res := p.Set().Resources[q.Resource]
-	col := func(name string) string { return alias + "." + pgx.Identifier{name}.Sanitize() }
+	col := func(name string) string { return alias + "." + policy.QuoteIdent(name) }
 	st.table = res.QuotedTable()
 	from := st.table + " AS " + alias
 	// Rows without an embedding have no distance: never results, and not

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	sq "github.com/Masterminds/squirrel"
-	"github.com/jackc/pgx/v5"
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/ragfence/ragfence/internal/dollar"
@@ -284,7 +283,7 @@ func subquery(res *policy.Resource, columns []string, frag Fragment, inh, explai
 	if !inh {
 		from = "ONLY " + from
 	}
-	b := sq.Select().From(from + " AS " + pgx.Identifier{innerAlias(res)}.Sanitize()).Where(frag)
+	b := sq.Select().From(from + " AS " + policy.QuoteIdent(innerAlias(res))).Where(frag)
 	if masked := frag.Masked(); len(masked) == 0 {
 		b = b.Column("*")
 	} else if columns == nil {
@@ -292,7 +291,7 @@ func subquery(res *policy.Resource, columns []string, frag Fragment, inh, explai
 			"resource %s masks %s; list its columns in the policy (columns:), or give the rewriter the database's (rewrite.WithColumns; filter.Wrap and ragfence query do), so it can mask them", res.Name, strings.Join(masked, ", "))
 	} else {
 		for _, col := range columns {
-			b = b.Column(sq.Alias(frag.Column(col), pgx.Identifier{col}.Sanitize()))
+			b = b.Column(sq.Alias(frag.Column(col), policy.QuoteIdent(col)))
 		}
 	}
 	if explain {

@@ -140,7 +140,7 @@ func (r *Runner) setup(ctx context.Context, tx pgx.Tx, f *File) error {
 // like the real one first when the file's schema did not create it.
 func (r *Runner) load(ctx context.Context, tx pgx.Tx, scratch, table string, rows []map[string]any) error {
 	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", scratch+"."+pgx.Identifier{table}.Sanitize()).Scan(&exists); err != nil {
+	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", scratch+"."+policy.QuoteIdent(table)).Scan(&exists); err != nil {
 		return err
 	}
 	if !exists {
@@ -148,14 +148,14 @@ func (r *Runner) load(ctx context.Context, tx pgx.Tx, scratch, table string, row
 		if q, ok := r.tables[table]; ok {
 			like = q
 		}
-		ddl := fmt.Sprintf("CREATE TABLE %s.%s (LIKE %s INCLUDING DEFAULTS)", scratch, pgx.Identifier{table}.Sanitize(), quoteQualified(like))
+		ddl := fmt.Sprintf("CREATE TABLE %s.%s (LIKE %s INCLUDING DEFAULTS)", scratch, policy.QuoteIdent(table), quoteQualified(like))
 		if _, err := tx.Exec(ctx, ddl); err != nil {
 			return fmt.Errorf("no table %s in the file's schema: and copying the database's failed (%w); create it in the file's schema: key", table, err)
 		}
 	}
 	// Rows go in in runs of the same columns, so a column a row leaves out
 	// gets its default rather than NULL.
-	t := pgx.Identifier{table}.Sanitize()
+	t := policy.QuoteIdent(table)
 	for start := 0; start < len(rows); {
 		cols := columnsOf(rows[start : start+1])
 		end := start + 1
@@ -182,7 +182,7 @@ func columnsOf(rows []map[string]any) []string {
 		for k := range row {
 			if !seen[k] {
 				seen[k] = true
-				cols = append(cols, pgx.Identifier{k}.Sanitize())
+				cols = append(cols, policy.QuoteIdent(k))
 			}
 		}
 	}
@@ -279,7 +279,7 @@ func (c *contextYAML) parse(now time.Time) (policy.Context, error) {
 // maskedWhere selects rows whose column has a value the mask hides.
 func maskedWhere(f *filter.Fragment, res *policy.Resource, col string) sq.Sqlizer {
 	_, table := res.TableName()
-	return sq.Expr("("+pgx.Identifier{table, col}.Sanitize()+" IS NOT NULL AND (?) IS NULL)", f.Column(col))
+	return sq.Expr("("+policy.QuoteIdent(table, col)+" IS NOT NULL AND (?) IS NULL)", f.Column(col))
 }
 
 // ids returns the ids of res visible through f (and extra, if given).
@@ -287,8 +287,8 @@ func maskedWhere(f *filter.Fragment, res *policy.Resource, col string) sq.Sqlize
 // statement, the allow rules that let each in.
 func (r *Runner) visible(ctx context.Context, tx pgx.Tx, res *policy.Resource, f *filter.Fragment) ([]string, map[string][]string, error) {
 	_, table := res.TableName()
-	sql, args, err := sq.Select(pgx.Identifier{table, res.ID}.Sanitize() + "::text").Column(f.Granted()).
-		From(pgx.Identifier{table}.Sanitize()).Where(f).PlaceholderFormat(sq.Dollar).ToSql()
+	sql, args, err := sq.Select(policy.QuoteIdent(table, res.ID) + "::text").Column(f.Granted()).
+		From(policy.QuoteIdent(table)).Where(f).PlaceholderFormat(sq.Dollar).ToSql()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -315,7 +315,7 @@ func (r *Runner) visible(ctx context.Context, tx pgx.Tx, res *policy.Resource, f
 
 func (r *Runner) ids(ctx context.Context, tx pgx.Tx, res *policy.Resource, f *filter.Fragment, extra sq.Sqlizer) ([]string, error) {
 	_, table := res.TableName()
-	q := sq.Select(pgx.Identifier{table, res.ID}.Sanitize() + "::text").From(pgx.Identifier{table}.Sanitize()).
+	q := sq.Select(policy.QuoteIdent(table, res.ID) + "::text").From(policy.QuoteIdent(table)).
 		Where(f).PlaceholderFormat(sq.Dollar)
 	if extra != nil {
 		q = q.Where(extra)
@@ -388,9 +388,9 @@ func sortedKeys[V any](m map[string]V) []string {
 func quoteQualified(name string) string {
 	schema, table, ok := strings.Cut(name, ".")
 	if !ok {
-		return pgx.Identifier{name}.Sanitize()
+		return policy.QuoteIdent(name)
 	}
-	return pgx.Identifier{schema, table}.Sanitize()
+	return policy.QuoteIdent(schema, table)
 }
 
 func randomHex() string {
