@@ -206,7 +206,7 @@ func TestGuardrailsAcrossInstances(t *testing.T) {
 		for n := 0; n < 20; n++ {
 			status, rows, _, d := env.search(t, n%2, agent)
 			if status != http.StatusOK {
-				t.Fatalf("status %d %v", status, d)
+				t.Fatalf("status %d %v", status, d) // a cap serves, even while the budget is shared out
 			}
 			if d["capped_by"] == "agent-cap" {
 				capped++
@@ -222,9 +222,12 @@ func TestGuardrailsAcrossInstances(t *testing.T) {
 	t.Run("suspend", func(t *testing.T) {
 		agent := env.clearanceToken(t, "gr-suspend", "summarizer", 3)
 		var refused bool
-		for n := 0; n < 20 && !refused; n++ {
+		for n := 0; n < 200 && !refused; n++ {
 			status, _, _, d := env.search(t, n%2, agent)
 			refused = status == http.StatusForbidden && d["code"] == "agent_revoked"
+			if status == http.StatusTooManyRequests { // the servers sharing out the budget
+				time.Sleep(60 * time.Millisecond)
+			}
 		}
 		if !refused {
 			t.Fatal("the hammering agent was never suspended")
