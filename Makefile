@@ -22,8 +22,9 @@ run: build ## provision the database, migrate, seed the demo, serve on :8080 and
 	exec $(BIN) serve --db "$$DATABASE_URL" --policy ragfence-demo/policy.yaml \
 		--jwt-secret-file ragfence-demo/jwt-secret --addr $(ADDR)
 
-test: lint ## make lint, the whole test suite and `ragfence bench --quick` against a real PostgreSQL + pgvector
-	@$(DBENV); export DATABASE_URL RAGFENCE_TEST_DATABASE_URL RAGFENCE_REQUIRE_DB=1; \
+test: lint ## make lint, the whole test suite (with a streaming replica) and `ragfence bench --quick` against a real PostgreSQL + pgvector
+	@$(DBENV); replica="$$(scripts/replica.sh --quiet)"; eval "$$replica"; \
+	export DATABASE_URL RAGFENCE_TEST_DATABASE_URL RAGFENCE_TEST_REPLICA_URL RAGFENCE_REQUIRE_DB=1; \
 	$(GO) test -count=1 ./...
 	@$(MAKE) --no-print-directory bench-quick
 
@@ -44,8 +45,8 @@ bench: build ## the full side-by-side benchmark; writes docs/bench/ (results.md,
 	@$(DBENV); mkdir -p docs/bench; \
 	$(BIN) bench --db "$$DATABASE_URL" --markdown docs/bench/results.md --json docs/bench/results.json --charts docs/bench
 
-db: ## provision PostgreSQL + pgvector and print the database URLs
-	@scripts/devdb.sh
+db: ## provision PostgreSQL + pgvector (and the test replica) and print the database URLs
+	@scripts/devdb.sh; scripts/replica.sh
 
 build: ## build bin/ragfence
 	$(GO) build -o $(BIN) ./cmd/ragfence

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"github.com/ragfence/ragfence/guardrail"
 	"github.com/ragfence/ragfence/internal/pgpool"
 	"github.com/ragfence/ragfence/policy"
+	"github.com/ragfence/ragfence/replica"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
 	"github.com/ragfence/ragfence/retriever/auth"
@@ -51,6 +53,7 @@ type serveSettings struct {
 	auditQueue, auditBatch                  int
 	auditFlush                              time.Duration
 	auditBlock                              bool
+	auditMode                               audit.Mode
 	embedURL, embedModel, embedKeyFile      string
 	embedDims                               int
 	listenDB                                string
@@ -58,6 +61,8 @@ type serveSettings struct {
 	mcpScopes, mcpCollectionScopes          bool
 	alertWebhook                            string
 	guardrailSync                           time.Duration
+	replicas                                multiFlag
+	maxReplicaLag                           time.Duration
 	revocationStaleness, maxApprovalTTL     time.Duration
 	approvalPending                         time.Duration
 }
@@ -96,6 +101,7 @@ func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
 	fs.IntVar(&s.auditBatch, "audit-batch", audit.DefaultBatchSize, "audit records per write")
 	fs.DurationVar(&s.auditFlush, "audit-flush", audit.DefaultFlushInterval, "longest wait before queued audit records are written")
 	fs.BoolVar(&s.auditBlock, "audit-block", false, "when the audit queue is full, make requests wait instead of failing with 503")
+	fs.TextVar(&s.auditMode, "audit-mode", audit.ModeBatched, auditModeHelp)
 	fs.StringVar(&s.embedURL, "embedder-url", "", "OpenAI-compatible embeddings endpoint, for requests that send query text (empty: requests must send embedding)")
 	fs.StringVar(&s.embedModel, "embedder-model", "", "embedding model name sent to --embedder-url")
 	fs.StringVar(&s.embedKeyFile, "embedder-key-file", "", "file holding the embedder's API key (or set RAGFENCE_EMBEDDER_KEY)")
@@ -110,11 +116,21 @@ func serveFlags(out io.Writer) (*flagSet, *serveSettings) {
 	fs.BoolVar(&s.mcpScopes, "mcp-require-scopes", true, "MCP tools require their scopes (ragfence:retrieve, ragfence:query, ragfence:access)")
 	fs.BoolVar(&s.mcpCollectionScopes, "mcp-collection-scopes", false, "the retrieve tool requires ragfence:retrieve:<collection> instead of ragfence:retrieve")
 	fs.StringVar(&s.mcpClients, "mcp-client-claims", "client_id,azp,cid", "claims naming the OAuth client, the agent of an MCP token without act (comma-separated, first present wins)")
+	fs.Var(&s.replicas, "db-replica", "PostgreSQL URL of a streaming replica of --db for searches and queries (repeatable, or comma-separated); writes stay on --db")
+	fs.DurationVar(&s.maxReplicaLag, "max-replica-lag", replica.DefaultMaxLag, "a replica further behind than this, or down, takes no reads until it catches up")
 	fs.StringVar(&s.alertWebhook, "alert-webhook", "", "URL that receives each guardrail event as a JSON POST (retried, from a bounded queue that never blocks requests)")
 	fs.DurationVar(&s.guardrailSync, "guardrail-sync", guardrail.DefaultSyncEvery, "how often guardrail budgets are synced with the other servers through the database")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	return fs, s
 }
+
+// auditModeHelp says why batched is the default: upgrading keeps the
+// latency and the behaviour servers had, and sync's price is paid by every
+// request; deployments that must prove every served answer opt in.
+const auditModeHelp = "`batched|sync`: batched (the default, as before) answers once the audit record is queued and waits for no commit, " +
+	"but a crash (SIGKILL, OOM) loses about the last --audit-flush of records, answers already served included; " +
+	"sync answers only once the record is committed (each request waits for a group commit, 1–2 ms on a local database; 503 if it fails), " +
+	"so no served answer is ever unaudited. See docs/operations.md"
 
 func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs, s := serveFlags(out)
@@ -163,10 +179,11 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	}
 	defer pool.Close()
 	logDoctor(ctx, pool, policies.Load().Set(), logger)
-	writer, err := audit.New(pool, audit.Config{QueueSize: s.auditQueue, BatchSize: s.auditBatch, FlushInterval: s.auditFlush, Block: s.auditBlock, Logger: logger})
+	writer, err := audit.New(pool, audit.Config{QueueSize: s.auditQueue, BatchSize: s.auditBatch, FlushInterval: s.auditFlush, Block: s.auditBlock, Mode: s.auditMode, Logger: logger})
 	if err != nil {
 		return err
 	}
+	logger.Info("audit log", "mode", s.auditMode.String())
 	proxies, err := parseCIDRs(s.trustedProxies)
 	if err != nil {
 		return err
@@ -186,6 +203,11 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 	if queryPool != nil {
 		defer queryPool.Close()
 	}
+	reads, closeReplicas, err := startReplicas(ctx, s, pool, queryPool, logger)
+	if err != nil {
+		return err
+	}
+	defer closeReplicas()
 	defer revocations.Close()
 	defer approvals.Close()
 	var svcRef atomic.Pointer[service.Service] // events fire only once requests are served
@@ -206,7 +228,7 @@ func serve(ctx context.Context, s *serveSettings, logger *slog.Logger, out io.Wr
 		Pool:     pool, Policies: policies, Auth: service.TokenAuth{Verifier: verifier}, Audit: writer,
 		DefaultK: s.defaultK, MaxK: s.maxK, StatementTimeout: s.statementTimeout, Logger: logger,
 		Revocations: revocations, Approvals: approvals, MaxApprovalTTL: s.maxApprovalTTL, PendingFor: s.approvalPending,
-		QueryPool: queryPool, Guardrails: guards, Alerts: alertsOf(alerts),
+		QueryPool: queryPool, Guardrails: guards, Alerts: alertsOf(alerts), Reads: reads,
 	})
 	if err != nil {
 		return err
@@ -312,6 +334,57 @@ func watchAccess(ctx context.Context, s *serveSettings, logger *slog.Logger) (*r
 	return rw, aw, nil
 }
 
+// startReplicas opens a search pool (and, with MCP, a query pool) on each
+// --db-replica and starts checking their lag; nil without replicas.
+func startReplicas(ctx context.Context, s *serveSettings, primary, primaryQuery *pgxpool.Pool,
+	logger *slog.Logger) (*replica.Set, func(), error) {
+	var urls []string
+	for _, v := range s.replicas {
+		urls = append(urls, splitList(v)...)
+	}
+	var pools []*pgxpool.Pool
+	closeAll := func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}
+	if len(urls) == 0 {
+		return nil, closeAll, nil
+	}
+	var members []replica.Replica
+	for i, u := range urls {
+		cfg, err := pgpool.ParseConfig(u)
+		if err != nil {
+			closeAll()
+			return nil, nil, usagef("--db-replica %d: expected a URL like postgres://user@host:5432/db", i+1)
+		}
+		r := replica.Replica{Name: cfg.ConnConfig.Host + ":" + strconv.Itoa(int(cfg.ConnConfig.Port))}
+		if r.Search, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		pools = append(pools, r.Search)
+		if primaryQuery != nil {
+			qcfg, _ := pgxpool.ParseConfig(u)
+			service.ConfigureQueryPool(qcfg)
+			qcfg.MaxConns = queryPoolConns
+			if r.Query, err = pgxpool.NewWithConfig(ctx, qcfg); err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			pools = append(pools, r.Query)
+		}
+		members = append(members, r)
+	}
+	set := replica.Start(ctx, replica.Config{Primary: primary, PrimaryQuery: primaryQuery, Replicas: members,
+		MaxLag: s.maxReplicaLag, Logger: logger})
+	logger.Info("read replicas", "replicas", set.String())
+	return set, func() { set.Close(); closeAll() }, nil
+}
+
+// queryPoolConns bounds each pool of the MCP sql_query tool.
+const queryPoolConns = 4
+
 // openQueryPool opens the pool of the MCP sql_query tool (results as
 // PostgreSQL's text, for the JSON rules), or none without --mcp-resource.
 func openQueryPool(ctx context.Context, s *serveSettings) (*pgxpool.Pool, error) {
@@ -323,7 +396,7 @@ func openQueryPool(ctx context.Context, s *serveSettings) (*pgxpool.Pool, error)
 		return nil, usagef("invalid --db value: expected a URL like postgres://user@host:5432/db")
 	}
 	service.ConfigureQueryPool(cfg)
-	cfg.MaxConns = 4
+	cfg.MaxConns = queryPoolConns
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 

@@ -140,7 +140,11 @@ func TestConcurrentEnqueuesAreAllWritten(t *testing.T) {
 		t.Errorf("table holds %d rows, %d distinct decisions; want %d", rows, distinct, n)
 	}
 	want := audit.Stats{QueueSize: audit.DefaultQueueSize, Enqueued: n, Written: n}
-	if got := w.Stats(); got != want {
+	got := w.Stats()
+	if got.Commits == 0 || got.Commits > n {
+		t.Errorf("Stats.Commits = %d for %d records", got.Commits, n)
+	}
+	if got.Commits = 0; got != want {
 		t.Errorf("Stats = %+v, want %+v", got, want)
 	}
 }
@@ -377,12 +381,14 @@ func TestRefusedRecordIsSetAsideAndTheRestWritten(t *testing.T) {
 
 func TestCloseDuringEnqueuesKeepsEveryAcceptedRecord(t *testing.T) {
 	db, _ := auditDB(t)
-	for _, block := range []bool{false, true} {
-		t.Run(fmt.Sprint("block=", block), func(t *testing.T) {
+	cases := []audit.Config{{}, {Block: true}, {Mode: audit.ModeSync}, {Mode: audit.ModeSync, Block: true}}
+	for _, cfg := range cases {
+		t.Run(fmt.Sprintf("%v/block=%v", cfg.Mode, cfg.Block), func(t *testing.T) {
 			if _, err := db.Exec(context.Background(), "TRUNCATE ragfence.audit_log"); err != nil {
 				t.Fatal(err)
 			}
-			w, _ := newWriter(t, db, audit.Config{QueueSize: 64, BatchSize: 16, Block: block})
+			cfg.QueueSize, cfg.BatchSize = 64, 16
+			w, _ := newWriter(t, db, cfg)
 			var accepted sync.WaitGroup
 			var mu sync.Mutex
 			n := 0

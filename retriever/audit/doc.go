@@ -9,7 +9,32 @@
 // caller must answer 503 without data. Requests fail when auditing cannot keep
 // up; records are not dropped to keep requests going.
 //
-// # What is guaranteed
+// Config.Mode chooses what Enqueue's nil means: queued (ModeBatched, the
+// default) or committed (ModeSync).
+//
+// # What ModeSync guarantees
+//
+// Enqueue returns nil only once the COPY holding the record has committed, so
+// a caller that answers only after a nil Enqueue never serves an answer the
+// table lacks, whatever happens to the process next. The COPY is a
+// transaction of its own and commits with the session's synchronous_commit:
+// with the default (on) the commit is flushed to the primary's WAL before
+// Enqueue returns. With off, a crash of PostgreSQL itself (not of ragfence)
+// can lose commits of up to three times wal_writer_delay (600 ms by default)
+// whose answers were served; with a synchronous standby the record also
+// survives losing the primary.
+//
+// The records of concurrent Enqueues share one COPY (group commit): the
+// writer starts a COPY as soon as the previous one is done, with every record
+// that arrived meanwhile, so a request waits for at most about two commits
+// and the database sees one transaction per batch, not per request. A failed
+// write is not retried; each of its callers gets ErrNotCommitted and refuses
+// its request, and while writes fail the writer probes the table so that
+// Healthy recovers without traffic. Over-recording is possible (a COPY whose
+// reply was lost may have committed the record of a request then refused);
+// under-recording is not.
+//
+// # What ModeBatched guarantees
 //
 // Enqueue returning nil means the record is in the writer's memory, not in
 // the database. From then on the writer either commits it, or logs it in full
@@ -36,8 +61,7 @@
 //     or so; while it is down it can be the whole queue. The writer makes a
 //     record durable only by committing it; it keeps no local journal.
 //   - A response sent to a client does not imply its record is committed, only
-//     accepted. Callers that need that must write the record synchronously in
-//     the request's own transaction, which this package does not do.
+//     accepted. Callers that need that use ModeSync.
 //
 // Healthy reports whether the last write succeeded, for /readyz; Depth and
 // Stats feed metrics. Close must be called before the database pool is

@@ -22,6 +22,16 @@ var (
 	// field or whose Detail does not marshal to JSON. The record was not
 	// accepted.
 	ErrInvalidRecord = errors.New("audit: invalid record")
+
+	// ErrNotCommitted is returned by Enqueue in ModeSync when the record was
+	// accepted but is not known to be committed: its write failed, the
+	// database refused it, Close gave up on it, or the context ended while
+	// waiting. The error wraps the cause. The record may still be in the
+	// table (a COPY committed whose reply was lost, or one still in
+	// flight), so the table can show a decision the caller then refused;
+	// it never lacks one the caller served. The caller must not return data
+	// for the decision.
+	ErrNotCommitted = errors.New("audit: record not committed")
 )
 
 // LostError is returned by Close when its context ended before every

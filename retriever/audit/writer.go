@@ -18,7 +18,8 @@ import (
 type Writer struct {
 	q     *store.Queries
 	cfg   Config
-	queue chan store.InsertAuditRecordsParams
+	queue chan pending
+	rows  []store.InsertAuditRecordsParams // the COPY's rows; only run uses it
 
 	// mu guards closed. Enqueue holds it for reading while it registers in
 	// senders, so once Close has set closed and waited for senders, nothing
@@ -36,7 +37,7 @@ type Writer struct {
 
 	depth                                atomic.Int64
 	enqueued, refused, written, rejected atomic.Uint64
-	lost, writeErrors                    atomic.Uint64
+	lost, failed, writeErrors, commits   atomic.Uint64
 	lastErrMu                            sync.Mutex
 	lastErr                              error // of the last write attempt; nil after a success
 }
@@ -60,8 +61,30 @@ type Stats struct {
 	// Lost counts records given up when Close's context ended; each was
 	// logged in full.
 	Lost uint64
-	// WriteErrors counts failed write attempts, each followed by a retry.
+	// Failed counts ModeSync records whose one write attempt failed: their
+	// Enqueue returned ErrNotCommitted and their requests were refused.
+	Failed uint64
+	// WriteErrors counts failed write attempts: in ModeBatched each is
+	// followed by a retry.
 	WriteErrors uint64
+	// Commits counts the COPYs that committed; Written/Commits is the mean
+	// batch, which in ModeSync is how many requests shared a commit.
+	Commits uint64
+}
+
+// pending is a record in the writer's hands. In ModeSync, done receives the
+// outcome of its write exactly once (nil when committed); it is buffered, so
+// the writer never waits for an Enqueue that stopped waiting.
+type pending struct {
+	p    store.InsertAuditRecordsParams
+	done chan error
+}
+
+// settle reports err to the Enqueue waiting for it, if any.
+func (it pending) settle(err error) {
+	if it.done != nil {
+		it.done <- err
+	}
 }
 
 // New starts a Writer that writes through db, usually a *pgxpool.Pool.
@@ -81,7 +104,7 @@ func New(db store.DBTX, cfg Config) (*Writer, error) {
 	w := &Writer{
 		q:       store.New(db),
 		cfg:     cfg,
-		queue:   make(chan store.InsertAuditRecordsParams, cfg.QueueSize),
+		queue:   make(chan pending, cfg.QueueSize),
 		closing: make(chan struct{}),
 		ctx:     ctx,
 		abort:   abort,
@@ -91,19 +114,24 @@ func New(db store.DBTX, cfg Config) (*Writer, error) {
 	return w, nil
 }
 
-// Enqueue accepts r for writing and returns at once; the record is written
-// within about Config.FlushInterval while the database keeps up. A nil error
-// means the writer holds the record and will write it, retrying as long as
-// it runs, or else log it in full and count it in Stats.Lost or
-// Stats.Rejected: never drop it silently.
+// Enqueue accepts r for writing. In ModeBatched it returns at once; the
+// record is written within about Config.FlushInterval while the database
+// keeps up. A nil error means the writer holds the record and will write it,
+// retrying as long as it runs, or else log it in full and count it in
+// Stats.Lost or Stats.Rejected: never drop it silently.
+//
+// In ModeSync Enqueue returns only once the COPY holding r has committed,
+// and a nil error means exactly that. A write that fails is not retried: it
+// returns an error wrapping ErrNotCommitted, as does ctx ending first, so a
+// database that is down or hangs fails the request within ctx's deadline
+// (and Config.WriteTimeout) instead of holding it.
 //
 // When the queue is full Enqueue returns ErrQueueFull at once, or with
 // Config.Block waits for room until ctx ends. ctx bounds only that wait: a
 // record whose request was cancelled is still accepted when there is room,
 // since the decision it records was made. After Close has begun Enqueue
 // returns ErrClosed; a record missing a required field gets ErrInvalidRecord.
-// On any error the record was not accepted and the caller must not return
-// data for the decision.
+// On any error the caller must not return data for the decision.
 //
 // Enqueue copies r; the caller may reuse its slices and map at once.
 func (w *Writer) Enqueue(ctx context.Context, r Record) error {
@@ -111,6 +139,22 @@ func (w *Writer) Enqueue(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
+	it := pending{p: p}
+	if w.cfg.Mode == ModeSync {
+		it.done = make(chan error, 1)
+	}
+	if err := w.accept(ctx, it); err != nil {
+		return err
+	}
+	if it.done == nil {
+		return nil
+	}
+	return awaitCommit(ctx, it.done)
+}
+
+// accept puts it on the queue. It holds senders only for the send, so that
+// Close, which waits for senders, never waits for a commit.
+func (w *Writer) accept(ctx context.Context, it pending) error {
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -122,7 +166,7 @@ func (w *Writer) Enqueue(ctx context.Context, r Record) error {
 
 	// Counted before the send, so the writer never decrements first.
 	w.depth.Add(1)
-	if err := w.send(ctx, p); err != nil {
+	if err := w.send(ctx, it); err != nil {
 		w.depth.Add(-1)
 		if errors.Is(err, ErrQueueFull) {
 			w.refused.Add(1)
@@ -133,11 +177,11 @@ func (w *Writer) Enqueue(ctx context.Context, r Record) error {
 	return nil
 }
 
-func (w *Writer) send(ctx context.Context, p store.InsertAuditRecordsParams) error {
+func (w *Writer) send(ctx context.Context, it pending) error {
 	// Try without waiting first: select picks at random among ready cases,
 	// and a cancelled ctx must not refuse a record there is room for.
 	select {
-	case w.queue <- p:
+	case w.queue <- it:
 		return nil
 	default:
 	}
@@ -145,7 +189,7 @@ func (w *Writer) send(ctx context.Context, p store.InsertAuditRecordsParams) err
 		return ErrQueueFull
 	}
 	select {
-	case w.queue <- p:
+	case w.queue <- it:
 		return nil
 	case <-w.closing:
 		return ErrClosed
@@ -219,7 +263,9 @@ func (w *Writer) Stats() Stats {
 		Written:     w.written.Load(),
 		Rejected:    w.rejected.Load(),
 		Lost:        w.lost.Load(),
+		Failed:      w.failed.Load(),
 		WriteErrors: w.writeErrors.Load(),
+		Commits:     w.commits.Load(),
 	}
 }
 
@@ -240,21 +286,23 @@ func (w *Writer) setLastError(err error) {
 // FlushInterval, or when the queue is closed.
 func (w *Writer) run() {
 	defer close(w.done)
-	// Capacity is capped so a very large BatchSize costs memory only when
-	// batches are that large.
-	batch := make([]store.InsertAuditRecordsParams, 0, min(w.cfg.BatchSize, 1024))
+	if w.cfg.Mode == ModeSync {
+		w.runSync()
+		return
+	}
+	batch := w.newBatch()
 	timer := time.NewTimer(w.cfg.FlushInterval)
 	timer.Stop()
 	defer timer.Stop()
 	var due <-chan time.Time // nil while the batch is empty
 	for {
 		select {
-		case p, ok := <-w.queue:
+		case it, ok := <-w.queue:
 			if !ok {
 				w.flush(batch)
 				return
 			}
-			batch = append(batch, p)
+			batch = append(batch, it)
 			if len(batch) == 1 {
 				timer.Reset(w.cfg.FlushInterval)
 				due = timer.C
@@ -272,9 +320,16 @@ func (w *Writer) run() {
 	}
 }
 
+// newBatch returns an empty batch. Its capacity is capped so a very large
+// BatchSize costs memory only when batches are that large.
+func (w *Writer) newBatch() []pending {
+	return make([]pending, 0, min(w.cfg.BatchSize, 1024))
+}
+
 // flush writes batch, retrying with backoff until every record is written or
-// rejected, or the writer is aborted, which loses the rest.
-func (w *Writer) flush(batch []store.InsertAuditRecordsParams) {
+// rejected, or the writer is aborted, which loses the rest. In ModeSync it
+// makes one attempt: what it could not write fails, to its waiting callers.
+func (w *Writer) flush(batch []pending) {
 	backoff := w.cfg.RetryBackoff
 	for len(batch) > 0 {
 		if w.ctx.Err() != nil {
@@ -293,25 +348,34 @@ func (w *Writer) flush(batch []store.InsertAuditRecordsParams) {
 		}
 		w.setLastError(err)
 		w.writeErrors.Add(1)
+		if w.cfg.Mode == ModeSync {
+			w.fail(batch, err)
+			return
+		}
 		w.cfg.Logger.Warn("audit: write failed; retrying",
 			"records", len(batch), "retry_in", backoff, "err", err)
-		wait := time.NewTimer(backoff)
-		select {
-		case <-wait.C:
-		case <-w.ctx.Done():
-			wait.Stop()
-		}
+		w.pause(backoff)
 		backoff = min(2*backoff, w.cfg.MaxRetryBackoff)
+	}
+}
+
+// pause waits d, or until the writer is aborted.
+func (w *Writer) pause(d time.Duration) {
+	wait := time.NewTimer(d)
+	defer wait.Stop()
+	select {
+	case <-wait.C:
+	case <-w.ctx.Done():
 	}
 }
 
 // write makes one attempt at batch and returns what is left to retry. When
 // the database refuses the batch's data, the records are written one at a
 // time so that only those it refuses are set aside.
-func (w *Writer) write(batch []store.InsertAuditRecordsParams) ([]store.InsertAuditRecordsParams, error) {
+func (w *Writer) write(batch []pending) ([]pending, error) {
 	err := w.copy(batch)
 	if err == nil {
-		w.wrote(len(batch))
+		w.wrote(batch)
 		return nil, nil
 	}
 	if !permanent(err) {
@@ -323,7 +387,7 @@ func (w *Writer) write(batch []store.InsertAuditRecordsParams) ([]store.InsertAu
 		err := w.copy(batch[i : i+1])
 		switch {
 		case err == nil:
-			w.wrote(1)
+			w.wrote(batch[i : i+1])
 		case permanent(err):
 			w.reject(batch[i], err)
 		default:
@@ -333,17 +397,25 @@ func (w *Writer) write(batch []store.InsertAuditRecordsParams) ([]store.InsertAu
 	return nil, nil
 }
 
-func (w *Writer) copy(batch []store.InsertAuditRecordsParams) error {
+// copy writes batch in one COPY, which PostgreSQL commits as one
+// transaction when it completes.
+func (w *Writer) copy(batch []pending) error {
+	w.rows = w.rows[:0]
+	for _, it := range batch {
+		w.rows = append(w.rows, it.p)
+	}
+	defer clear(w.rows) // drop references to the written rows
 	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.WriteTimeout)
 	defer cancel()
-	_, err := w.q.InsertAuditRecords(ctx, batch)
+	_, err := w.q.InsertAuditRecords(ctx, w.rows)
 	return err
 }
 
 // reject sets aside a record the database refused; the log keeps it.
-func (w *Writer) reject(p store.InsertAuditRecordsParams, err error) {
+func (w *Writer) reject(it pending, err error) {
 	w.rejected.Add(1)
 	w.depth.Add(-1)
+	it.settle(fmt.Errorf("%w: refused by the database: %w", ErrNotCommitted, err))
 	msg := "audit: record refused by the database; not written"
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
@@ -352,20 +424,25 @@ func (w *Writer) reject(p store.InsertAuditRecordsParams, err error) {
 		// retry from writing them twice.
 		msg = "audit: decision id already in audit_log (written by an earlier attempt, or the id was reused); not written again"
 	}
-	w.cfg.Logger.Error(msg, "err", err, logValue(p))
+	w.cfg.Logger.Error(msg, "err", err, logValue(it.p))
 }
 
-func (w *Writer) wrote(n int) {
-	w.written.Add(uint64(n))
-	w.depth.Add(-int64(n))
+func (w *Writer) wrote(batch []pending) {
+	w.commits.Add(1)
+	w.written.Add(uint64(len(batch)))
+	w.depth.Add(-int64(len(batch)))
+	for _, it := range batch {
+		it.settle(nil)
+	}
 }
 
 // lose gives up on batch: each record goes to the log in full, the only copy
 // left of it.
-func (w *Writer) lose(batch []store.InsertAuditRecordsParams) {
-	for _, p := range batch {
-		w.cfg.Logger.Error("audit: record lost; not written",
-			"cause", context.Cause(w.ctx), logValue(p))
+func (w *Writer) lose(batch []pending) {
+	cause := context.Cause(w.ctx)
+	for _, it := range batch {
+		w.cfg.Logger.Error("audit: record lost; not written", "cause", cause, logValue(it.p))
+		it.settle(fmt.Errorf("%w: writer closed before the write: %w", ErrNotCommitted, cause))
 	}
 	w.lost.Add(uint64(len(batch)))
 	w.depth.Add(-int64(len(batch)))

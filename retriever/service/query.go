@@ -241,6 +241,11 @@ func badArg(i int) error {
 // rendered from it.
 func (s *Service) queryPool() (*pgxpool.Pool, error) {
 	pool := s.cfg.QueryPool
+	if s.cfg.Reads != nil {
+		if rp := s.cfg.Reads.Query(); rp != nil {
+			pool = rp
+		}
+	}
 	if pool == nil || pool.Config().ConnConfig.DefaultQueryExecMode != pgx.QueryExecModeExec {
 		return nil, &retriever.Error{Code: retriever.CodeInternal, Msg: "this server is not configured for SQL queries",
 			Err: errors.New("service: Config.QueryPool is nil or not configured with ConfigureQueryPool")}

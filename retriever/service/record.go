@@ -36,7 +36,8 @@ func codeOf(err error) retriever.Code {
 	return cmp.Or(retriever.CodeOf(err), retriever.CodeInternal)
 }
 
-// recordDecision writes the audit record before the caller gets an answer.
+// recordDecision writes the audit record before the caller gets an answer:
+// queued, or with an audit.ModeSync writer committed.
 func (s *Service) recordDecision(ctx context.Context, x *exchange) error {
 	r := audit.Record{
 		DecidedAt: x.start, DecisionID: x.id, Resource: x.resource, PolicyVersion: x.version,
@@ -64,7 +65,11 @@ func (s *Service) recordDecision(ctx context.Context, x *exchange) error {
 	}
 	s.cfg.Logger.Error("audit record not accepted; refusing the request", "decision_id", x.id, "error", err)
 	x.outcome = outcomeError
-	return &retriever.Error{Code: retriever.CodeUnavailable, Msg: "the audit log cannot keep up; retry later", Err: err}
+	msg := "the audit log cannot keep up; retry later"
+	if errors.Is(err, audit.ErrNotCommitted) { // sync mode: the commit itself failed
+		msg = "the audit record could not be committed; retry later"
+	}
+	return &retriever.Error{Code: retriever.CodeUnavailable, Msg: msg, Err: err}
 }
 
 // logRequest writes one structured line per call.

@@ -179,7 +179,7 @@ func (s *Service) serve(ctx context.Context, x *exchange) (*Response, error) {
 	x.resource, x.version = q.Resource, p.Version()
 	// The query before the claims, and after the embedder too: a model can
 	// answer a zero vector.
-	if err := s.searcher.Check(ctx, s.cfg.Pool, p, q); err != nil {
+	if err := s.searcher.Check(ctx, s.searchPool(), p, q); err != nil {
 		return nil, err
 	}
 	subject, err := p.Set().CheckSubject(id.Subject)
@@ -200,7 +200,7 @@ func (s *Service) serve(ctx context.Context, x *exchange) (*Response, error) {
 		q.K = min(q.K, verdict.CapK)
 	}
 	x.outcome = outcomeError
-	results, frag, err := s.searcher.Search(ctx, s.cfg.Pool, p, req, q)
+	results, frag, err := s.searcher.Search(ctx, s.searchPool(), p, req, q)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/ragfence/ragfence/approval"
 	"github.com/ragfence/ragfence/guardrail"
 	"github.com/ragfence/ragfence/policy"
+	"github.com/ragfence/ragfence/replica"
 	"github.com/ragfence/ragfence/retriever"
 	"github.com/ragfence/ragfence/retriever/audit"
 )
@@ -109,6 +110,10 @@ type Config struct {
 	Guardrails *guardrail.Engine
 	// Alerts receives guardrail events (a webhook), when set.
 	Alerts Alerter
+	// Reads, when set, runs searches and SQL queries on the replicas in
+	// rotation (the primary when none is); everything written (audit,
+	// approvals, guardrail counts) stays on Pool.
+	Reads *replica.Set
 	// QueryPool runs Query's statements: a pool configured with
 	// ConfigureQueryPool, whose text output the rows' JSON starts from.
 	// Without it Query fails as internal.
@@ -206,4 +211,12 @@ func (s *Service) Ready(ctx context.Context) (bool, map[string]string) {
 		s.cfg.Logger.Warn("not ready: audit log unhealthy", "error", err)
 	}
 	return ready, checks
+}
+
+// searchPool is where a search runs: a replica in rotation, or Pool.
+func (s *Service) searchPool() *pgxpool.Pool {
+	if s.cfg.Reads != nil {
+		return s.cfg.Reads.Search()
+	}
+	return s.cfg.Pool
 }
