@@ -55,14 +55,14 @@ func runApprove(ctx context.Context, args []string, out, _ io.Writer) error {
 }
 
 func runGrant(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("grant", "grant --db URL --policy P --tenant T --subject S --agent A --collection C --rule R [--from TIME] --until TIME [--reason TEXT]\n\n"+
+	fs := newFlags("grant", "grant --db URL --tenant T --subject S --agent A --collection C --rule R [--from TIME] --until TIME [--policy P] [--reason TEXT]\n\n"+
 		"Lifts the agent's approval rule for the user within the window (RFC 3339\n"+
 		"times), without a request: permission for a planned task. Prints the id.\n"+
-		"The policy must have the rule; the window may not exceed --max-approval-ttl\n"+
+		"With --policy, the policy must have the rule; the window may not exceed --max-approval-ttl\n"+
 		"(servers end any approval at their own maximum).", out)
 	db := dbFlag(fs)
 	var policies multiFlag
-	fs.Var(&policies, "policy", "policy file or folder (repeatable): the agent's approval rule must be in it")
+	fs.Var(&policies, "policy", "policy file or folder (repeatable): the agent's approval rule must be in it (recommended)")
 	maxTTL := fs.Duration("max-approval-ttl", service.DefaultMaxApprovalTTL, "the longest window a grant may have (as the servers' --max-approval-ttl)")
 	var t approval.Target
 	fs.StringVar(&t.Tenant, "tenant", "", "the user's tenant")
@@ -128,7 +128,8 @@ func approvalRecord(a approval.Approval, event, by string) audit.Record {
 // would lift nothing.
 func checkApprovalRule(errOut io.Writer, policies multiFlag, t approval.Target) error {
 	if len(policies) == 0 {
-		return usagef("--policy is required: the grant's approval rule must be in it")
+		fmt.Fprintf(errOut, "warning: without --policy the approval rule %q is not checked; a rule the policy lacks lifts nothing\n", t.Rule)
+		return nil
 	}
 	set, err := loadPolicy(errOut, policies...)
 	if err != nil {
