@@ -141,7 +141,7 @@ func documentColumn(res *policy.Resource, col func(string) string) string {
 // statements are a search's SQL, values bound.
 type statements struct {
 	index, exact, permitted string
-	table                   string // quoted, for its size
+	table                   string // quoted, for its partitions' sizes
 	k                       int
 	indexArgs, exactArgs    []any
 	permittedArgs           []any // the policy's and the filter's values only

@@ -15,7 +15,7 @@ func init() {
 }
 
 func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("demo", "demo --db URL [--out DIR] [--chunks N] [--dim N] [--seed N] [--reset]", out)
+	fs := newFlags("demo", "demo --db URL [--out DIR] [--chunks N] [--dim N] [--seed N] [--reset] [--partition-by-tenant]", out)
 	db := dbFlag(fs)
 	dir := fs.String("out", "ragfence-demo", "folder for the demo policy, subject files and example requests")
 	chunks := fs.Int("chunks", 20000, "number of chunks to generate")
@@ -23,6 +23,7 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	seed := fs.Uint64("seed", 1, "random seed; the same seed gives the same data")
 	reset := fs.Bool("reset", false, "reload the data even when the same dataset is already there")
 	url := fs.String("url", "http://localhost:8080", "where the server runs, for the printed curl commands")
+	partitioned := partitionFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,7 +39,7 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	start := time.Now()
-	d, sum, err := demo.Seed(ctx, conn, demo.Config{Seed: *seed, Chunks: *chunks, Dimension: *dim}, *reset)
+	d, sum, err := demo.Seed(ctx, conn, demo.Config{Seed: *seed, Chunks: *chunks, Dimension: *dim, PartitionByTenant: *partitioned}, *reset)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,10 @@ type Config struct {
 	Seed      uint64
 	Chunks    int // total chunks, spread over documents of ChunksPerDoc
 	Dimension int
+	// PartitionByTenant has Seed create the knowledge base partitioned by
+	// tenant (migrations.Options.PartitionByTenant) when it creates it; the
+	// rows are the same either way.
+	PartitionByTenant bool
 }
 
 const (

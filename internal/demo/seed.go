@@ -26,7 +26,12 @@ type Summary struct {
 // same dataset (seed, size, dimension) is already loaded, unless reset is set.
 func Seed(ctx context.Context, conn *pgx.Conn, cfg Config, reset bool) (*Dataset, Summary, error) {
 	cfg = cfg.withDefaults()
-	if _, err := migrations.Apply(ctx, conn, migrations.Options{KnowledgeBase: true, Dimension: cfg.Dimension}); err != nil {
+	opts := migrations.Options{KnowledgeBase: true, Dimension: cfg.Dimension, PartitionByTenant: cfg.PartitionByTenant}
+	if _, err := migrations.Apply(ctx, conn, opts); err != nil {
+		return nil, Summary{}, err
+	}
+	partitioned, err := migrations.Partitioned(ctx, conn)
+	if err != nil {
 		return nil, Summary{}, err
 	}
 	dim, err := migrations.Dimension(ctx, conn)
@@ -43,7 +48,7 @@ func Seed(ctx context.Context, conn *pgx.Conn, cfg Config, reset bool) (*Dataset
 			return d, Summary{Skipped: same}, err
 		}
 	}
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return load(ctx, tx, d, marker) })
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return load(ctx, tx, d, marker, partitioned) })
 	if err != nil {
 		return nil, Summary{}, fmt.Errorf("demo: load: %w", err)
 	}
@@ -61,8 +66,11 @@ func alreadySeeded(ctx context.Context, conn *pgx.Conn, marker string) (bool, er
 
 // load replaces the demo rows. The HNSW index is dropped during the bulk load
 // and built once afterwards, which is several times faster than maintaining it
-// row by row; serially, because of pgvector issue #959 in parallel builds.
-func load(ctx context.Context, tx pgx.Tx, d *Dataset, marker string) error {
+// row by row; serially, because of pgvector issue #959 in parallel builds. In
+// the partitioned layout each tenant gets its partitions before its rows
+// (dropping the partitioned index drops every partition's, and creating it
+// builds one graph per partition).
+func load(ctx context.Context, tx pgx.Tx, d *Dataset, marker string, partitioned bool) error {
 	steps := []string{
 		"TRUNCATE chunks, document_grants, documents, users, tenants",
 		"DROP INDEX IF EXISTS chunks_embedding_idx",
@@ -76,6 +84,11 @@ func load(ctx context.Context, tx pgx.Tx, d *Dataset, marker string) error {
 	for _, t := range d.Tenants {
 		if err := q.InsertTenant(ctx, store.InsertTenantParams(t)); err != nil {
 			return err
+		}
+		if partitioned {
+			if _, err := tx.Exec(ctx, "SELECT add_tenant_partitions($1)", t.ID); err != nil {
+				return fmt.Errorf("partitions of tenant %s: %w", t.ID, err)
+			}
 		}
 	}
 	if _, err := q.InsertUsers(ctx, d.Users); err != nil {

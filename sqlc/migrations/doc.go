@@ -7,6 +7,10 @@
 // base the quick start uses (tenants, users, documents, document_grants and
 // chunks with an HNSW-indexed embedding column) in the connection's current
 // schema; only `ragfence demo` and `ragfence migrate --knowledge-base` apply it.
+// With Options.PartitionByTenant (--partition-by-tenant) its first migration
+// is replaced by knowledge_base_partitioned/'s, which creates the same tables
+// with chunks and document_grants partitioned by LIST (tenant_id); the set's
+// later migrations apply to both layouts (see docs/scaling.md).
 //
 // Every applied migration is recorded in ragfence.schema_migrations with a
 // checksum. Apply runs in one transaction under an advisory lock, so running

@@ -21,8 +21,16 @@ import (
 //go:embed bootstrap.sql
 var bootstrapSQL string
 
-//go:embed core/*.sql knowledge_base/*.sql
+//go:embed core/*.sql knowledge_base/*.sql knowledge_base_partitioned/*.sql
 var files embed.FS
+
+// partitionedDir holds the knowledge-base migrations that
+// Options.PartitionByTenant applies in place of the set's own of the same
+// version: the same tables, with chunks and document_grants partitioned by
+// tenant. They are recorded in the knowledge_base set, so the set's later
+// migrations apply to either layout. Not part of sqlc's schema
+// (../sqlc.yaml), which would see each table twice.
+const partitionedDir = "knowledge_base_partitioned"
 
 // DefaultDimension is the embedding dimension of the knowledge base when none is chosen.
 const DefaultDimension = 384
@@ -55,6 +63,14 @@ type Options struct {
 	// Dimension of the chunks.embedding column, used when the knowledge base
 	// is first created; zero means DefaultDimension.
 	Dimension int
+	// PartitionByTenant creates the knowledge base with chunks and
+	// document_grants partitioned by LIST (tenant_id), a DEFAULT partition
+	// each and add_tenant_partitions(tenant) to give a tenant its own (see
+	// knowledge_base_partitioned/). Like Dimension it is chosen when the
+	// knowledge base is first created: asking for it where the knowledge
+	// base exists unpartitioned is a *LayoutError, while leaving it out
+	// where it exists partitioned keeps that layout. It needs KnowledgeBase.
+	PartitionByTenant bool
 }
 
 // Applied names one migration that Apply ran.
@@ -81,13 +97,39 @@ func (m Migration) Checksum() string {
 
 // Load returns the numbered migrations of a set in version order.
 func Load(set Set) ([]Migration, error) {
-	entries, err := fs.ReadDir(files, string(set))
+	return loadDir(set, string(set))
+}
+
+// LoadPartitioned returns the knowledge-base migrations that
+// Options.PartitionByTenant applies in place of the set's own, by version.
+func LoadPartitioned() (map[int]Migration, error) {
+	base, err := Load(KnowledgeBase)
+	if err != nil {
+		return nil, err
+	}
+	variants, err := loadDir(KnowledgeBase, partitionedDir)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]Migration, len(variants))
+	for _, v := range variants {
+		if v.Version > len(base) {
+			return nil, fmt.Errorf("migrations: %s/%s replaces no migration of %s", partitionedDir, v.Name, KnowledgeBase)
+		}
+		out[v.Version] = v
+	}
+	return out, nil
+}
+
+// loadDir reads the numbered migrations of set from dir, in version order.
+func loadDir(set Set, dir string) ([]Migration, error) {
+	entries, err := fs.ReadDir(files, dir)
 	if err != nil {
 		return nil, fmt.Errorf("migrations: unknown set %q: %w", set, err)
 	}
 	var out []Migration
 	for _, e := range entries {
-		m, err := parse(set, e.Name())
+		m, err := parse(set, dir, e.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -102,13 +144,13 @@ func Load(set Set) ([]Migration, error) {
 	return out, nil
 }
 
-func parse(set Set, name string) (Migration, error) {
+func parse(set Set, dir, name string) (Migration, error) {
 	num, _, ok := strings.Cut(name, "_")
 	version, err := strconv.Atoi(num)
 	if !ok || err != nil || version <= 0 {
-		return Migration{}, fmt.Errorf("migrations: file %s/%s must be named NNNN_description.sql", set, name)
+		return Migration{}, fmt.Errorf("migrations: file %s/%s must be named NNNN_description.sql", dir, name)
 	}
-	body, err := files.ReadFile(path.Join(string(set), name))
+	body, err := files.ReadFile(path.Join(dir, name))
 	if err != nil {
 		return Migration{}, err
 	}
@@ -123,6 +165,9 @@ func Apply(ctx context.Context, conn *pgx.Conn, opts Options) ([]Applied, error)
 	if err != nil {
 		return nil, err
 	}
+	if opts.PartitionByTenant && !opts.KnowledgeBase {
+		return nil, errors.New("migrations: PartitionByTenant applies to the knowledge base: set KnowledgeBase too")
+	}
 	sets := []Set{Core}
 	if opts.KnowledgeBase {
 		sets = append(sets, KnowledgeBase)
@@ -136,7 +181,7 @@ func Apply(ctx context.Context, conn *pgx.Conn, opts Options) ([]Applied, error)
 			return fmt.Errorf("create ragfence.schema_migrations: %w", err)
 		}
 		for _, set := range sets {
-			done, err := applySet(ctx, tx, set, dim)
+			done, err := applySet(ctx, tx, set, dim, opts.PartitionByTenant)
 			if err != nil {
 				return err
 			}
@@ -160,10 +205,16 @@ func dimension(d int) (int, error) {
 	return d, nil
 }
 
-func applySet(ctx context.Context, tx pgx.Tx, set Set, dim int) ([]Applied, error) {
+func applySet(ctx context.Context, tx pgx.Tx, set Set, dim int, partitioned bool) ([]Applied, error) {
 	all, err := Load(set)
 	if err != nil {
 		return nil, err
+	}
+	var variants map[int]Migration
+	if set == KnowledgeBase {
+		if variants, err = LoadPartitioned(); err != nil {
+			return nil, err
+		}
 	}
 	q := store.New(tx)
 	rows, err := q.AppliedMigrations(ctx, string(set))
@@ -176,30 +227,61 @@ func applySet(ctx context.Context, tx pgx.Tx, set Set, dim int) ([]Applied, erro
 	}
 	var applied []Applied
 	for _, m := range all {
+		v, hasVariant := variants[m.Version]
 		if prev, ok := seen[m.Version]; ok {
-			if prev.Checksum != m.Checksum() {
-				return nil, &ChangedError{Migration: m}
+			if err := checkApplied(prev, m, v, hasVariant, partitioned); err != nil {
+				return nil, err
 			}
 			continue
 		}
-		if set == KnowledgeBase && m.Version == 1 {
-			// The first migration creates the tables; later ones alter them.
-			if err := checkNoExistingTables(ctx, tx); err != nil {
-				return nil, err
-			}
+		if hasVariant && partitioned {
+			m = v
 		}
-		sql := strings.ReplaceAll(m.SQL, dimensionToken, fmt.Sprintf("vector(%d)", dim))
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			return nil, fmt.Errorf("apply %s/%s: %w", set, m.Name, err)
-		}
-		if err := q.RecordMigration(ctx, store.RecordMigrationParams{
-			MigrationSet: string(set), Version: int32(m.Version), Name: m.Name, Checksum: m.Checksum(),
-		}); err != nil {
-			return nil, fmt.Errorf("record %s/%s: %w", set, m.Name, err)
+		if err := applyOne(ctx, tx, q, m, dim); err != nil {
+			return nil, err
 		}
 		applied = append(applied, Applied{Set: set, Version: m.Version, Name: m.Name})
 	}
 	return applied, nil
+}
+
+// applyOne runs m with the embedding dimension substituted, and records it.
+func applyOne(ctx context.Context, tx pgx.Tx, q *store.Queries, m Migration, dim int) error {
+	if m.Set == KnowledgeBase && m.Version == 1 {
+		// The first migration creates the tables; later ones alter them.
+		if err := checkNoExistingTables(ctx, tx); err != nil {
+			return err
+		}
+	}
+	sql := strings.ReplaceAll(m.SQL, dimensionToken, fmt.Sprintf("vector(%d)", dim))
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("apply %s/%s: %w", m.Set, m.Name, err)
+	}
+	if err := q.RecordMigration(ctx, store.RecordMigrationParams{
+		MigrationSet: string(m.Set), Version: int32(m.Version), Name: m.Name, Checksum: m.Checksum(),
+	}); err != nil {
+		return fmt.Errorf("record %s/%s: %w", m.Set, m.Name, err)
+	}
+	return nil
+}
+
+// checkApplied compares an applied migration with the file it was applied
+// from: m, or for a version the partitioned layout replaces, whichever of
+// m and its variant v the recorded name says. Asking for the partitioned
+// layout where m was applied is a *LayoutError.
+func checkApplied(prev store.AppliedMigrationsRow, m, v Migration, hasVariant, partitioned bool) error {
+	if hasVariant {
+		switch {
+		case prev.Name == v.Name:
+			m = v
+		case partitioned:
+			return &LayoutError{Applied: prev.Name, Wanted: v.Name}
+		}
+	}
+	if prev.Checksum != m.Checksum() {
+		return &ChangedError{Migration: m}
+	}
+	return nil
 }
 
 // checkNoExistingTables refuses to create the example knowledge base over a
@@ -231,6 +313,18 @@ func (e *ChangedError) Error() string {
 		e.Migration.Set, e.Migration.Name)
 }
 
+// LayoutError reports a knowledge base created in another layout than the
+// one asked for; the layout is chosen when it is first created.
+type LayoutError struct {
+	Applied, Wanted string // the migration recorded, the one asked for
+}
+
+func (e *LayoutError) Error() string {
+	return fmt.Sprintf("migrations: the knowledge base was created unpartitioned (%s/%s), and --partition-by-tenant applies only "+
+		"when it is first created: drop its tables, or use another database or schema, to create it partitioned (%s)",
+		KnowledgeBase, e.Applied, e.Wanted)
+}
+
 // Dimension reports the dimension of the knowledge base's embedding column,
 // or 0 when the knowledge base does not exist.
 func Dimension(ctx context.Context, conn *pgx.Conn) (int, error) {
@@ -245,4 +339,15 @@ func Dimension(ctx context.Context, conn *pgx.Conn) (int, error) {
 		return 0, fmt.Errorf("read embedding dimension: %w", err)
 	}
 	return typmod, nil
+}
+
+// Partitioned reports whether the knowledge base's chunks table is
+// partitioned (false too when it does not exist).
+func Partitioned(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var p bool
+	err := conn.QueryRow(ctx, `SELECT coalesce((SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('chunks')), false)`).Scan(&p)
+	if err != nil {
+		return false, fmt.Errorf("read the knowledge base's layout: %w", err)
+	}
+	return p, nil
 }

@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -171,5 +172,81 @@ func TestKnowledgeBaseRefusesExistingUserTables(t *testing.T) {
 	}
 	if cols != 1 {
 		t.Fatalf("the user's chunks table was changed: %d columns", cols)
+	}
+}
+
+func TestPartitionedVariantsReplaceKnowledgeBaseMigrations(t *testing.T) {
+	variants, err := migrations.LoadPartitioned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := variants[1]; !ok || len(variants) == 0 {
+		t.Fatalf("the partitioned layout replaces versions %v, want at least the first", variants)
+	}
+	base, _ := migrations.Load(migrations.KnowledgeBase)
+	for v, m := range variants {
+		if m.Set != migrations.KnowledgeBase || m.Name == base[v-1].Name {
+			t.Errorf("variant %d: set %s, name %s; want the knowledge_base set and a name of its own", v, m.Set, m.Name)
+		}
+	}
+}
+
+// TestPartitionByTenant: the partitioned layout is created once, with the
+// chosen dimension; later runs with or without the option apply nothing,
+// and the tables are partitioned by tenant with a DEFAULT partition.
+func TestPartitionByTenant(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t, testdb.Database(t))
+	opts := migrations.Options{KnowledgeBase: true, PartitionByTenant: true, Dimension: 8}
+	first, err := migrations.Apply(ctx, conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(first, func(a migrations.Applied) bool { return a.Name == "0001_knowledge_base_partitioned.sql" }) {
+		t.Fatalf("applied %v, want the partitioned first migration", first)
+	}
+	for _, o := range []migrations.Options{opts, {KnowledgeBase: true}} {
+		again, err := migrations.Apply(ctx, conn, o)
+		if err != nil || len(again) != 0 {
+			t.Fatalf("Apply(%+v) after the partitioned layout: applied %v, %v; want nothing", o, again, err)
+		}
+	}
+	if p, err := migrations.Partitioned(ctx, conn); err != nil || !p {
+		t.Fatalf("Partitioned = %v, %v", p, err)
+	}
+	if d, err := migrations.Dimension(ctx, conn); err != nil || d != 8 {
+		t.Fatalf("Dimension = %d, %v; want 8", d, err)
+	}
+	var keys []string
+	err = conn.QueryRow(ctx, `SELECT array_agg(c.relname || ' ' || pg_get_partkeydef(c.oid) || ' ' || d.relname ORDER BY c.relname)
+		FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid JOIN pg_class d ON d.oid = p.partdefid`).Scan(&keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"chunks LIST (tenant_id) chunks__default", "document_grants LIST (tenant_id) document_grants__default"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("partitioned tables %q, want %q", keys, want)
+	}
+}
+
+// TestPartitionByTenantOnAPlainKnowledgeBaseIsRefused: the layout is
+// chosen when the knowledge base is created; asking for the partitioned one
+// later says so, and changes nothing.
+func TestPartitionByTenantOnAPlainKnowledgeBaseIsRefused(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t, testdb.Database(t))
+	if _, err := migrations.Apply(ctx, conn, migrations.Options{KnowledgeBase: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := migrations.Apply(ctx, conn, migrations.Options{KnowledgeBase: true, PartitionByTenant: true})
+	var layout *migrations.LayoutError
+	if !errors.As(err, &layout) || !strings.Contains(err.Error(), "first created") {
+		t.Fatalf("got %v, want a LayoutError", err)
+	}
+	if p, err := migrations.Partitioned(ctx, conn); err != nil || p {
+		t.Fatalf("Partitioned = %v, %v; want the plain layout kept", p, err)
+	}
+	if _, err := migrations.Apply(ctx, conn, migrations.Options{PartitionByTenant: true}); err == nil {
+		t.Fatal("PartitionByTenant without KnowledgeBase was accepted")
 	}
 }
