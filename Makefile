@@ -9,7 +9,7 @@ ADDR ?= :8080
 # and prints the two URLs; every target that needs a database goes through it.
 DBENV = eval "$$(scripts/devdb.sh --quiet)"
 
-.PHONY: run test lint bench bench-quick db build vet unit generate check-generated clean help
+.PHONY: run test lint bench bench-quick db build vet unit generate check-generated clean help load-tools load
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,14 @@ bench-quick: build ## the CI benchmark: fails if ragfence's recall@10 < 0.98 or 
 bench: build ## the full side-by-side benchmark; writes docs/bench/ (results.md, results.json, charts)
 	@$(DBENV); mkdir -p docs/bench; \
 	$(BIN) bench --db "$$DATABASE_URL" --markdown docs/bench/results.md --json docs/bench/results.json --charts docs/bench
+
+VEGETA := bin/vegeta
+
+load-tools: ## build bin/vegeta (pinned in tools/load/go.mod)
+	cd tools/load && $(GO) build -o ../../$(VEGETA) github.com/tsenart/vegeta/v12
+
+load: build load-tools ## fixed-rate load and fault runs with vegeta (scripts/load.sh; MODES="baseline db-restart pool sigterm sigkill replica" or all); not part of make test
+	@$(DBENV); unset DATABASE_URL; scripts/load.sh $(MODES)
 
 db: ## provision PostgreSQL + pgvector (and the test replica) and print the database URLs
 	@scripts/devdb.sh; scripts/replica.sh

@@ -30,6 +30,9 @@ func classify(ctx context.Context, err error, filtered bool) *Error {
 		return filterError(fe, err)
 	case isPG && pgErr.Code == "57014" && ctx.Err() == nil:
 		return &Error{Code: CodeTimeout, Msg: "the search took longer than the statement timeout", Err: err}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The request's own bound (a saturated pool, a lock): busy, not broken.
+		return &Error{Code: CodeUnavailable, Msg: "the database could not serve the request in time; retry later", Err: err}
 	case ctx.Err() != nil:
 		return &Error{Code: CodeUnavailable, Msg: "the request was cancelled", Err: err}
 	case isPG && connectionLost(pgErr.Code):

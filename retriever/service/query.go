@@ -78,7 +78,9 @@ func ConfigureQueryPool(cfg *pgxpool.Config) { rowjson.TextOutputPool(cfg) }
 func (s *Service) Query(ctx context.Context, call QueryCall) (*QueryResult, error) {
 	x := &exchange{start: s.cfg.Now(), began: time.Now(), id: audit.NewDecisionID(),
 		call: &Call{ClientAddr: call.ClientAddr, Channel: call.Channel, Tool: cmp.Or(call.Tool, queryTool)}, detail: map[string]any{}}
-	res, err := s.serveQuery(ctx, x, &call)
+	bctx, cancel := s.bounded(ctx)
+	res, err := s.serveQuery(bctx, x, &call)
+	cancel()
 	x.outcome, x.detail["rows"] = outcomeAllowed, 0
 	if err != nil {
 		x.outcome, x.detail["error"] = outcomeOf(err, outcomeError), string(codeOf(err))

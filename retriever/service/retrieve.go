@@ -120,7 +120,9 @@ type exchange struct {
 // when the record cannot be written the call fails as unavailable.
 func (s *Service) Retrieve(ctx context.Context, call Call) (*Response, error) {
 	x := &exchange{start: s.cfg.Now(), began: time.Now(), id: audit.NewDecisionID(), call: &call, outcome: outcomeError}
-	resp, err := s.serve(ctx, x)
+	bctx, cancel := s.bounded(ctx)
+	resp, err := s.serve(bctx, x)
+	cancel()
 	if err == nil && call.Encode != nil {
 		err = encode(call.Encode, resp)
 	}

@@ -86,7 +86,12 @@ type Config struct {
 	DefaultK, MaxK int
 	// StatementTimeout bounds each search query.
 	StatementTimeout time.Duration
-	Logger           *slog.Logger
+	// RequestTimeout bounds a call's database work, waiting for a pool
+	// connection included, so that a saturated pool answers 503 quickly
+	// instead of queueing callers; 0 means twice StatementTimeout (at least
+	// a second), or none without a StatementTimeout.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
 	// Now is the clock for context.time and the audit record's time;
 	// time.Now by default.
 	Now func() time.Time
@@ -172,6 +177,9 @@ func withDefaults(cfg Config) Config {
 	if cfg.Search.Estimates == nil {
 		cfg.Search.Estimates = retriever.NewEstimates(retriever.DefaultEstimates, retriever.DefaultEstimateTTL)
 	}
+	if cfg.RequestTimeout <= 0 && cfg.StatementTimeout > 0 {
+		cfg.RequestTimeout = max(2*cfg.StatementTimeout, time.Second)
+	}
 	if cfg.MaxApprovalTTL <= 0 {
 		cfg.MaxApprovalTTL = DefaultMaxApprovalTTL
 	}
@@ -219,4 +227,12 @@ func (s *Service) searchPool() *pgxpool.Pool {
 		return s.cfg.Reads.Search()
 	}
 	return s.cfg.Pool
+}
+
+// bounded is ctx limited by RequestTimeout, for a call's database work.
+func (s *Service) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.cfg.RequestTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
 }
