@@ -16,7 +16,7 @@ type wireQuery struct {
 	Resource  string           `json:"collection"`
 	Embedding json.RawMessage  `json:"embedding,omitempty"`
 	Text      string           `json:"query,omitempty"`
-	K         *int             `json:"k"` // nil: the default; 0 is refused, not the default
+	K         json.RawMessage  `json:"k"` // absent or null: the default; anything but a whole number >= 1 is refused
 	Filter    retriever.Filter `json:"filter,omitempty"`
 	MinScore  *float64         `json:"min_score,omitempty"`
 	Explain   bool             `json:"explain,omitempty"`

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -64,12 +65,14 @@ func (s *Server) decode(c echo.Context) (retriever.Query, error) {
 	}
 	var err error
 	q = retriever.Query{Resource: w.Resource, Text: w.Text, Filter: w.Filter, MinScore: w.MinScore, Explain: w.Explain}
-	if w.K != nil {
-		if *w.K < 1 {
-			// Query's zero K means the default; an explicit 0 is a mistake to report.
-			return q, &retriever.Error{Code: retriever.CodeInvalidK, Msg: "k must be at least 1; leave it out for the server's default"}
+	if raw := bytes.TrimSpace(w.K); len(raw) > 0 && string(raw) != "null" {
+		// Query's zero K means the default; an explicit 0 is a mistake to
+		// report, as are a fraction, a negative k and anything not a number.
+		k, err := strconv.ParseInt(string(raw), 10, 32)
+		if err != nil || k < 1 {
+			return q, &retriever.Error{Code: retriever.CodeInvalidK, Msg: "k must be a whole number of at least 1; leave it out for the server's default"}
 		}
-		q.K = *w.K
+		q.K = int(k)
 	}
 	if q.Embedding, err = parseEmbedding(w.Embedding); err != nil {
 		return q, &retriever.Error{Code: retriever.CodeInvalidEmbedding, Msg: "embedding must be a list of finite numbers within float32 range", Err: err}

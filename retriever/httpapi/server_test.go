@@ -339,6 +339,8 @@ func errorCases(t *testing.T, f *e2e.Fixture, ts *testServer) []errorCase {
 		{"embedding of strings", 400, "invalid_embedding", post(alice, "application/json", js(`{"collection": "chunks", "embedding": ["a"]}`))},
 		{"negative k", 400, "invalid_k", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s, "k": -1}`, embedding))},
 		{"k zero", 400, "invalid_k", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s, "k": 0}`, embedding))},
+		{"k a fraction", 400, "invalid_k", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s, "k": 2.5}`, embedding))},
+		{"k in exponent form", 400, "invalid_k", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s, "k": 1e1}`, embedding))},
 		{"k over the maximum", 400, "invalid_k", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s, "k": 101}`, embedding))},
 		{"min_score over 1", 400, "invalid_min_score", post(alice, "application/json", js(`{"collection": "chunks", "embedding": %s, "min_score": 1.5}`, embedding))},
 		{"unknown collection", 400, "unknown_collection", post(alice, "application/json", js(`{"collection": "payroll", "embedding": %s}`, embedding))},
