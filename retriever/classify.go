@@ -30,12 +30,9 @@ func classify(ctx context.Context, err error, filtered bool) *Error {
 		return filterError(fe, err)
 	case isPG && pgErr.Code == "57014" && ctx.Err() == nil:
 		return &Error{Code: CodeTimeout, Msg: "the search took longer than the statement timeout", Err: err}
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		// The request's own bound (a saturated pool, a lock): busy, not broken.
-		return &Error{Code: CodeUnavailable, Msg: "the database could not serve the request in time; retry later", Err: err}
 	case ctx.Err() != nil:
-		return &Error{Code: CodeUnavailable, Msg: "the request was cancelled", Err: err}
-	case isPG && connectionLost(pgErr.Code):
+		return Interrupted(ctx, err)
+	case isPG && ConnectionLost(pgErr.Code):
 		return &Error{Code: CodeUnavailable, Msg: "the database is unavailable; retry later", Err: err}
 	case isPG:
 		return &Error{Code: CodeInternal, Msg: "the search failed; the server log has the details", Err: err}
@@ -61,14 +58,24 @@ func filterError(fe *filter.Error, err error) *Error {
 	return &Error{Code: CodeInternal, Msg: "the search failed; the server log has the details", Err: err}
 }
 
-// connectionLost reports whether a SQLSTATE means the connection or the
+// ConnectionLost reports whether a SQLSTATE means the connection or the
 // server went away (class 08; 57P01-57P03: terminated by an administrator,
 // a crash or a restart; 53300: too many connections), which a retry on a new
 // connection may fix, rather than that the search itself failed.
-func connectionLost(code string) bool {
+func ConnectionLost(code string) bool {
 	switch code {
 	case "57P01", "57P02", "57P03", "53300":
 		return true
 	}
 	return strings.HasPrefix(code, "08")
+}
+
+// Interrupted is the error of a database call whose ctx ended: its
+// deadline (the request's own bound: a saturated pool, a lock) means busy,
+// not broken; otherwise the caller went away. Both are unavailable.
+func Interrupted(ctx context.Context, err error) *Error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &Error{Code: CodeUnavailable, Msg: "the database could not serve the request in time; retry later", Err: err}
+	}
+	return &Error{Code: CodeUnavailable, Msg: "the request was cancelled", Err: err}
 }

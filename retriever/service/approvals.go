@@ -183,18 +183,28 @@ func (s *Service) currentTTL(ctx context.Context, st *approval.Store, id string,
 // identify authenticates a call that reads no rows and refuses revoked
 // identities as Retrieve does.
 func (s *Service) identify(ctx context.Context, c Caller) (Identity, error) {
-	id, err := s.authenticator(c.Authenticator).Authenticate(ctx, c.Authorization)
+	id, err := s.authenticate(ctx, c)
 	if err != nil {
-		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: err.Error(), Err: err}
-	}
-	if id.Subject == nil || id.Subject.ID == "" || id.Subject.Tenant == "" {
-		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: "the token names no subject or no tenant"}
+		return Identity{}, err
 	}
 	if r, err := s.checkRevoked(id); err != nil {
 		if r != nil {
 			s.recordRefusal(ctx, c, id, r, err)
 		}
 		return Identity{}, err
+	}
+	return id, nil
+}
+
+// authenticate verifies c's credential with its front door's authenticator
+// and requires a subject with a tenant.
+func (s *Service) authenticate(ctx context.Context, c Caller) (Identity, error) {
+	id, err := s.authenticator(c.Authenticator).Authenticate(ctx, c.Authorization)
+	if err != nil {
+		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: err.Error(), Err: err}
+	}
+	if id.Subject == nil || id.Subject.ID == "" || id.Subject.Tenant == "" {
+		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: "the token names no subject or no tenant"}
 	}
 	return id, nil
 }

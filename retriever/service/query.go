@@ -92,7 +92,8 @@ func (s *Service) Query(ctx context.Context, call QueryCall) (*QueryResult, erro
 		res, err = nil, aerr
 	}
 	s.metrics.decisions.WithLabelValues(x.outcome).Inc()
-	s.logQuery(x, err)
+	rows, _ := x.detail["rows"].(int)
+	s.logCall(x, err, "query", rows)
 	if err != nil {
 		return nil, &Error{DecisionID: x.id, Err: err}
 	}
@@ -170,12 +171,9 @@ func (g *queryGuard) record(rows int) {
 // queryIdentity is identify for a call that is audited in its own record:
 // a revoked identity's refusal is recorded there, not apart.
 func (s *Service) queryIdentity(ctx context.Context, x *exchange, c Caller) (Identity, error) {
-	id, err := s.authenticator(c.Authenticator).Authenticate(ctx, c.Authorization)
+	id, err := s.authenticate(ctx, c)
 	if err != nil {
-		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: err.Error(), Err: err}
-	}
-	if id.Subject == nil || id.Subject.ID == "" || id.Subject.Tenant == "" {
-		return Identity{}, &retriever.Error{Code: retriever.CodeUnauthenticated, Msg: "the token names no subject or no tenant"}
+		return Identity{}, err
 	}
 	x.identity = id
 	if r, err := s.checkRevoked(id); err != nil {
@@ -420,44 +418,9 @@ func dbError(ctx context.Context, err error) error {
 	case errors.As(err, &re):
 		return re
 	case ctx.Err() != nil:
-		return &retriever.Error{Code: retriever.CodeUnavailable, Msg: "the request was cancelled", Err: err}
-	case errors.As(err, &pe) && !connectionLost(pe.Code):
+		return retriever.Interrupted(ctx, err)
+	case errors.As(err, &pe) && !retriever.ConnectionLost(pe.Code):
 		return &retriever.Error{Code: retriever.CodeInternal, Msg: "the statement failed; the server log has the details", Err: err}
 	}
 	return &retriever.Error{Code: retriever.CodeUnavailable, Msg: "the database is unavailable; retry later", Err: err}
-}
-
-// connectionLost reports whether a SQLSTATE means the connection or the
-// server went away (class 08; 57P01-57P03; 53300 too many connections), as
-// the retriever classifies it.
-func connectionLost(code string) bool {
-	switch code {
-	case "57P01", "57P02", "57P03", "53300":
-		return true
-	}
-	return strings.HasPrefix(code, "08")
-}
-
-// logQuery writes one structured line per call, as logRequest does for a
-// search.
-func (s *Service) logQuery(x *exchange, err error) {
-	attrs := []any{"decision_id", x.id, "outcome", x.outcome, "rows", x.detail["rows"],
-		"latency_ms", float64(time.Since(x.began).Microseconds()) / 1000, "channel", x.call.Channel, "tool", x.call.Tool}
-	if x.call.ClientAddr.IsValid() {
-		attrs = append(attrs, "client", x.call.ClientAddr.String())
-	}
-	if sub := x.identity.Subject; sub != nil {
-		attrs = append(attrs, "subject", sub.ID, "tenant", sub.Tenant)
-	}
-	if x.identity.Agent != "" {
-		attrs = append(attrs, "agent", x.identity.Agent)
-	}
-	if err != nil {
-		attrs = append(attrs, "code", codeOf(err))
-		var re *retriever.Error
-		if errors.As(err, &re) && re.Err != nil {
-			attrs = append(attrs, "error", re.Err.Error())
-		}
-	}
-	s.cfg.Logger.Info("query", attrs...)
 }

@@ -72,19 +72,22 @@ func (s *Service) recordDecision(ctx context.Context, x *exchange) error {
 	return &retriever.Error{Code: retriever.CodeUnavailable, Msg: msg, Err: err}
 }
 
-// logRequest writes one structured line per call.
-func (s *Service) logRequest(x *exchange, err error) {
+// logCall writes one structured line per call (message "retrieve",
+// "query"), with the rows it returned.
+func (s *Service) logCall(x *exchange, err error, message string, rows int) {
 	client := ""
 	if x.call.ClientAddr.IsValid() {
 		client = x.call.ClientAddr.String()
 	}
 	attrs := []any{
 		"decision_id", x.id, "outcome", x.outcome, "resource", x.resource,
-		"rows", len(x.rowIDs), "latency_ms", float64(time.Since(x.began).Microseconds()) / 1000,
+		"rows", rows, "latency_ms", float64(time.Since(x.began).Microseconds()) / 1000,
 		"client", client,
 	}
-	if x.call.Channel != "" {
-		attrs = append(attrs, "channel", x.call.Channel)
+	for k, v := range map[string]string{"channel": x.call.Channel, "tool": x.call.Tool} {
+		if v != "" {
+			attrs = append(attrs, k, v)
+		}
 	}
 	if sub := x.identity.Subject; sub != nil {
 		attrs = append(attrs, "subject", sub.ID, "tenant", sub.Tenant)
@@ -99,5 +102,5 @@ func (s *Service) logRequest(x *exchange, err error) {
 			attrs = append(attrs, "error", re.Err.Error())
 		}
 	}
-	s.cfg.Logger.Info("retrieve", attrs...)
+	s.cfg.Logger.Info(message, attrs...)
 }

@@ -140,7 +140,7 @@ func (s *Service) Retrieve(ctx context.Context, call Call) (*Response, error) {
 	}
 	s.metrics.latency.WithLabelValues(x.outcome).Observe(time.Since(x.began).Seconds())
 	s.metrics.decisions.WithLabelValues(x.outcome).Inc()
-	s.logRequest(x, err)
+	s.logCall(x, err, "retrieve", len(x.rowIDs))
 	if err != nil {
 		return nil, &Error{DecisionID: x.id, Err: err}
 	}
